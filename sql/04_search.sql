@@ -1,0 +1,34 @@
+-- Semantic search ranking: embed(query) against product vectors, blended with a keyword
+-- match signal by reciprocal-rank fusion, with softmax probabilities.
+-- Needs: 01_product_vectors.sql
+
+CREATE TABLE search_queries AS
+SELECT * FROM (VALUES (1, 'shoes for my first marathon'), (2, 'coffee for the office'), (3, 'quiet headphones for commuting')) AS q(query_id, query);
+
+CREATE TABLE search_results AS
+WITH semantic AS (
+  SELECT q.query_id, pv.product_id,
+         ROW_NUMBER() OVER (PARTITION BY q.query_id ORDER BY cosine(pv.vec, embed(q.query)) DESC) AS rnk
+  FROM search_queries q CROSS JOIN product_vectors pv
+),
+keyword AS (
+  SELECT q.query_id, p.product_id,
+         ROW_NUMBER() OVER (PARTITION BY q.query_id ORDER BY
+           (SELECT count(*) FROM unnest(string_to_array(lower(q.query), ' ')) AS w(word)
+            WHERE length(w.word) > 3 AND strpos(lower(p.title || ' ' || p.description), w.word) > 0) DESC,
+           p.product_id) AS rnk
+  FROM search_queries q CROSS JOIN products p
+),
+fused AS (
+  SELECT query_id, product_id, sum(rrf(rnk)) AS score
+  FROM (SELECT * FROM semantic WHERE rnk <= 50 UNION ALL SELECT * FROM keyword WHERE rnk <= 50)
+  GROUP BY query_id, product_id
+)
+SELECT query_id, product_id, score,
+       softmax_rank(score * 1000) OVER (PARTITION BY query_id) AS probability,
+       ROW_NUMBER() OVER (PARTITION BY query_id ORDER BY score DESC, product_id) AS rnk
+FROM fused;
+
+SELECT q.query, r.rnk, p.category, p.title, round(r.probability, 3) AS p
+FROM search_results r JOIN search_queries q USING (query_id) JOIN products p USING (product_id)
+WHERE r.rnk <= 3 ORDER BY q.query_id, r.rnk;

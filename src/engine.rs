@@ -1,0 +1,165 @@
+//! The engine: one DataFusion SessionContext with pg_catalog, rankql's functions,
+//! pgvector's operators and the tables of the data directory (and the demo).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::{lit, Expr, ScalarUDF};
+use datafusion::prelude::{CsvReadOptions, NdJsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::BinaryOperator;
+use datafusion_postgres::auth::AuthManager;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
+
+use crate::demo;
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// DataFusion refused a registration.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// The data directory could not be read or created.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// What the engine is built from.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Models and runtime behind `embed()`.
+    pub models: EmbedOptions,
+    /// A directory whose Parquet/CSV/JSON files become tables (created if missing).
+    pub data_dir: Option<PathBuf>,
+    /// Whether to load the built-in demo tables `products`, `users`, `events`.
+    pub demo: bool,
+}
+
+/// The engine every front end (server, `rankql sql`, `rankql run`) shares.
+pub struct Engine {
+    /// The one SessionContext all connections and statements run on.
+    pub context: Arc<SessionContext>,
+    /// The models behind `embed()`.
+    pub models: Arc<ModelRegistry>,
+}
+
+impl Engine {
+    /// Builds the engine.
+    pub async fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public");
+        let context = SessionContext::new_with_config(config);
+        setup_pg_catalog(&context, "datafusion", Arc::new(AuthManager::default()))
+            .map_err(|e| *e)?;
+        let models = Arc::new(ModelRegistry::new(options.models));
+        rankql_udfs::register_all(&context, models.clone());
+        install_vector_operators(&context)?;
+        if options.demo {
+            demo::register(&context)?;
+        }
+        if let Some(dir) = &options.data_dir {
+            register_data_dir(&context, dir).await?;
+        }
+        Ok(Self {
+            context: Arc::new(context),
+            models,
+        })
+    }
+}
+
+/// pgvector's operators, planned onto rankql's functions so `a <=> b` and
+/// `1 - cosine(a, b)` can never disagree: `<->` is `l2_distance`, `<#>` is `-dot`,
+/// `<=>` is `1 - cosine`. Also switches the SQL dialect to Postgres, which is the one
+/// that tokenises these operators.
+fn install_vector_operators(context: &SessionContext) -> DfResult<()> {
+    let state = context.state();
+    let planner = Arc::new(VectorOperators {
+        l2_distance: state.udf("l2_distance")?,
+        dot: state.udf("dot")?,
+        cosine: state.udf("cosine")?,
+    });
+    let mut planners = vec![planner as Arc<dyn ExprPlanner>];
+    planners.extend(state.expr_planners().iter().cloned());
+    let mut config = context.copied_config();
+    config.options_mut().set("datafusion.sql_parser.dialect", "postgres")?;
+    let state_ref = context.state_ref();
+    let existing = state_ref.read().clone();
+    *state_ref.write() = SessionStateBuilder::new_from_existing(existing)
+        .with_config(config)
+        .with_expr_planners(planners)
+        .build();
+    Ok(())
+}
+
+#[derive(Debug)]
+struct VectorOperators {
+    l2_distance: Arc<ScalarUDF>,
+    dot: Arc<ScalarUDF>,
+    cosine: Arc<ScalarUDF>,
+}
+
+impl ExprPlanner for VectorOperators {
+    fn plan_binary_op(&self, expr: RawBinaryExpr, _schema: &DFSchema) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let call = |udf: &Arc<ScalarUDF>, expr: RawBinaryExpr| {
+            Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), vec![expr.left, expr.right]))
+        };
+        let planned = match &expr.op {
+            BinaryOperator::LtDashGt => call(&self.l2_distance, expr),
+            BinaryOperator::Spaceship => lit(1.0) - call(&self.cosine, expr),
+            BinaryOperator::Custom(name) if name == "<#>" => -call(&self.dot, expr),
+            _ => return Ok(PlannerResult::Original(expr)),
+        };
+        Ok(PlannerResult::Planned(planned))
+    }
+}
+
+/// Registers every Parquet, CSV and JSON file (or directory of Parquet files) in `dir` as
+/// a table named after it, so `COPY (…) TO 'DIR/name.parquet'` survives a restart.
+async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), EngineError> {
+    let io_error = |source| EngineError::DataDir { dir: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io_error)?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_error)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let Some(name) = table_name(&path) else { continue };
+        let location = path.to_string_lossy().to_string();
+        let extension = match path.extension().and_then(|e| e.to_str()) {
+            _ if path.is_dir() => "parquet",
+            Some(extension) => extension,
+            None => continue,
+        };
+        let registered = match extension {
+            "parquet" => context.register_parquet(&name, &location, ParquetReadOptions::default()).await,
+            "csv" => context.register_csv(&name, &location, CsvReadOptions::new()).await,
+            "json" | "ndjson" => context.register_json(&name, &location, NdJsonReadOptions::default()).await,
+            _ => continue,
+        };
+        match registered {
+            Ok(()) => tracing::info!(table = %name, path = %location, "table registered from data dir"),
+            Err(error) => tracing::warn!(path = %location, "skipped: {error}"),
+        }
+    }
+    Ok(())
+}
+
+/// `products.parquet` → `products`; names that are not plain identifiers are skipped.
+fn table_name(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?.to_ascii_lowercase();
+    let valid = stem.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(stem)
+}

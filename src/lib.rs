@@ -1,0 +1,15 @@
+//! rankql: embeddings, similarities and rankings in SQL, served over the Postgres wire
+//! protocol.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over these modules:
+//! [`engine`] builds the one SessionContext; [`server`] serves it to Postgres clients;
+//! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
+//! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
+//! Postgres error codes.
+
+pub mod demo;
+pub mod engine;
+pub mod runner;
+pub mod server;
+pub mod sqlstate;
+pub mod statements;

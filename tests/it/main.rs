@@ -1,0 +1,17 @@
+//! rankql's integration tests, in one binary (linking DataFusion once).
+//!
+//! - `slt`: SQL behaviour, from the `.slt` files in `tests/slt/`.
+//! - `wire`: the server through tokio-postgres (simple and extended protocol) and raw
+//!   sockets (garbage bytes, oversized messages, dropped connections).
+//! - `psql`: the real `psql` binary, including `\d` and `\dt`.
+//! - `cli`: `rankql sql` and `rankql run` as a user runs them.
+//! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
+//! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
+
+mod bi_traces;
+mod cli;
+mod common;
+mod embed;
+mod psql;
+mod slt;
+mod wire;

@@ -1,0 +1,66 @@
+//! The real `psql` binary against the server: queries, `\d`, `\dt`, a BI-style query.
+
+use std::process::Command;
+
+use crate::common::start_server;
+
+/// Runs psql with `args`; `None` (and a message) when psql is not installed.
+async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
+    if Command::new("psql").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client); .ci/run installs it");
+        return None;
+    }
+    let mut command = tokio::process::Command::new("psql");
+    command
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "rankql", "-d", "rankql", "-X", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10");
+    let output = command.output().await.expect("psql runs");
+    Some((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_queries_and_describes() {
+    let server = start_server().await;
+    let Some((ok, out, err)) = psql(server.port, &["-c", "SELECT count(*) AS n FROM products"]).await else {
+        return;
+    };
+    assert!(ok && out.contains("300"), "{out}{err}");
+
+    let (ok, out, err) = psql(server.port, &["-c", "\\dt"]).await.unwrap();
+    assert!(ok, "{err}");
+    for table in ["products", "users", "events"] {
+        assert!(out.contains(table), "\\dt lacks {table}: {out}");
+    }
+
+    let (ok, out, err) = psql(server.port, &["-c", "\\d products"]).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("title") && out.contains("price"), "{out}");
+
+    let (ok, out, err) = psql(server.port, &["-A", "-t", "-c", "SELECT embed('shoes') <=> embed('sneakers') < 0.5"]).await.unwrap();
+    assert!(ok && out.trim() == "t", "{out}{err}");
+
+    // An error is reported with its SQLSTATE and psql can carry on.
+    let (ok, _, err) = psql(server.port, &["-v", "VERBOSITY=verbose", "-c", "SELECT * FROM nope"]).await.unwrap();
+    assert!(!ok && err.contains("42P01"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_tool_introspection_query() {
+    let server = start_server().await;
+    // Metabase-style column listing.
+    let sql = "SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type \
+               FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+               WHERE n.nspname = 'public' AND c.relname = 'products' AND a.attnum > 0 ORDER BY a.attnum";
+    let Some((ok, out, err)) = psql(server.port, &["-A", "-t", "-c", sql]).await else {
+        return;
+    };
+    assert!(ok, "{err}");
+    assert!(out.contains("products|title|text") || out.contains("products|title|character varying"), "{out}");
+}

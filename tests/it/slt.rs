@@ -1,0 +1,94 @@
+//! Runs every `tests/slt/*.slt` file against an in-process engine with the demo data.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+use crate::common::demo_engine;
+
+struct Engine(Arc<SessionContext>);
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Engine {
+    type Error = DataFusionError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+        let frame = self.0.sql(sql).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await?;
+        if schema.fields().is_empty() || is_statement(sql) {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                t if t.is_integer() => DefaultColumnType::Integer,
+                DataType::Float16 | DataType::Float32 | DataType::Float64 => DefaultColumnType::FloatingPoint,
+                _ => DefaultColumnType::Text,
+            })
+            .collect();
+        Ok(DBOutput::Rows { types, rows: format_rows(&batches)? })
+    }
+
+    async fn shutdown(&mut self) {}
+}
+
+fn is_statement(sql: &str) -> bool {
+    let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    matches!(first.as_str(), "CREATE" | "DROP" | "INSERT" | "COPY" | "SET")
+}
+
+fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| {
+                        let text = f.value(row).to_string();
+                        if text.is_empty() { "(empty)".to_string() } else { text }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files() {
+    let dir = crate::common::repo_root().join("tests").join("slt");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/slt exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let engine = demo_engine().await;
+        let context = engine.context.clone();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let context = context.clone();
+            async move { Ok(Engine(context)) }
+        });
+        if let Err(error) = runner.run_file_async(&file).await {
+            panic!("{}: {error}", file.display());
+        }
+    }
+}

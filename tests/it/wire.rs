@@ -1,0 +1,209 @@
+//! The server through a real driver (tokio-postgres) and raw sockets.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{connect, start_server};
+
+fn first_value(messages: &[SimpleQueryMessage]) -> String {
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_and_extended_protocol() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+
+    let rows = client.simple_query("SELECT count(*) FROM products").await.unwrap();
+    assert_eq!(first_value(&rows), "300");
+
+    let row = client
+        .query_one("SELECT title, price FROM products WHERE product_id = $1", &[&7i64])
+        .await
+        .unwrap();
+    assert!(!row.get::<_, String>(0).is_empty());
+    assert!(row.get::<_, f64>(1) > 0.0);
+
+    // One prepared statement, executed many times with different parameters.
+    let statement = client
+        .prepare("SELECT count(*) FROM events WHERE user_id = $1 AND event_type = $2")
+        .await
+        .unwrap();
+    let mut total = 0i64;
+    for user in 1..=200i64 {
+        let row = client.query_one(&statement, &[&user, &"purchase"]).await.unwrap();
+        total += row.get::<_, i64>(0);
+    }
+    let expected = client
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'purchase'", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(total, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_and_vectors_over_the_wire() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+
+    // An untyped text parameter, as drivers send it.
+    let row = client.query_one("SELECT vector_dims(embed($1))", &[&"trail running shoes"]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 384);
+
+    // Vectors arrive as pgvector text.
+    let rows = client.simple_query("SELECT embed('hello') AS v").await.unwrap();
+    let text = first_value(&rows);
+    assert!(text.starts_with('[') && text.ends_with(']') && text.split(',').count() == 384, "{text}");
+
+    // A query vector as a text parameter.
+    let row = client
+        .query_one("SELECT round(cosine('[1, 0]', $1), 3)", &[&"[1, 1]"])
+        .await
+        .unwrap();
+    assert!((row.get::<_, f64>(0) - 0.707).abs() < 1e-9);
+
+    // Semantic search, top 3.
+    let rows = client
+        .query(
+            "SELECT category FROM products ORDER BY embed(title) <=> embed($1) LIMIT 3",
+            &[&"yoga mat for hot yoga"],
+        )
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.get::<_, String>(0) == "yoga"));
+}
+
+async fn expect_error(client: &tokio_postgres::Client, sql: &str, state: &SqlState, fragment: &str) {
+    let error = client.simple_query(sql).await.expect_err(sql);
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{sql}: not a server error: {error}"));
+    assert_eq!(db.code(), state, "{sql}: {}", db.message());
+    assert!(db.message().contains(fragment), "{sql}: {}", db.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_sqlstate_and_the_connection_survives() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+
+    expect_error(&client, "SELEC 1", &SqlState::SYNTAX_ERROR, "SELEC").await;
+    expect_error(&client, "SELECT * FROM no_such_table", &SqlState::UNDEFINED_TABLE, "no_such_table").await;
+    expect_error(&client, "SELECT no_such_function(1)", &SqlState::UNDEFINED_FUNCTION, "no_such_function").await;
+    expect_error(&client, "SELECT cosine(1, 2)", &SqlState::DATATYPE_MISMATCH, "must be a vector").await;
+    expect_error(&client, "SELECT cosine('[1,2]', '[1,2,3]')", &SqlState::INVALID_PARAMETER_VALUE, "2 vs 3").await;
+    expect_error(&client, "SELECT embed('nope', 'x')", &SqlState::UNDEFINED_FILE, "not installed").await;
+
+    // Same errors through the extended protocol.
+    let error = client.query("SELECT * FROM no_such_table WHERE x = $1", &[&1i64]).await.unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().code(), &SqlState::UNDEFINED_TABLE);
+
+    // The connection is still usable.
+    let rows = client.simple_query("SELECT 1 + 1").await.unwrap();
+    assert_eq!(first_value(&rows), "2");
+}
+
+async fn server_still_answers(port: u16) {
+    let client = connect(port).await;
+    let rows = client.simple_query("SELECT count(*) FROM users").await.unwrap();
+    assert_eq!(first_value(&rows), "200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_do_not_hurt_the_server() {
+    let server = start_server().await;
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage").await.unwrap();
+    let mut buffer = [0u8; 256];
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await;
+    drop(socket);
+    server_still_answers(server.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_is_refused() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    // A 64 MiB query text: far beyond any real statement.
+    let huge = format!("SELECT '{}'", "x".repeat(64 << 20));
+    let result = tokio::time::timeout(Duration::from_secs(60), client.simple_query(&huge)).await;
+    assert!(matches!(result, Ok(Err(_))), "an oversized message must be refused");
+    server_still_answers(server.port).await;
+
+    // A message header claiming 1 GiB after a valid startup.
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut startup = Vec::new();
+    let params = b"user\0rankql\0database\0rankql\0\0";
+    startup.extend_from_slice(&((8 + params.len()) as i32).to_be_bytes());
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.extend_from_slice(params);
+    socket.write_all(&startup).await.unwrap();
+    socket.write_all(b"Q").await.unwrap();
+    socket.write_all(&(1i32 << 30).to_be_bytes()).await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await;
+    drop(socket);
+    server_still_answers(server.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnecting_mid_query_leaves_the_server_up() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let slow = tokio::spawn(async move {
+        let _ = client
+            .simple_query("SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN products c")
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    slow.abort();
+    server_still_answers(server.port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tables_and_copy_to_over_the_wire() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("running.parquet");
+    client
+        .simple_query(&format!(
+            "COPY (SELECT product_id, title, price FROM products WHERE category = 'running') TO '{}' STORED AS PARQUET",
+            file.display()
+        ))
+        .await
+        .unwrap();
+    client
+        .simple_query(&format!("CREATE EXTERNAL TABLE running STORED AS PARQUET LOCATION '{}'", file.display()))
+        .await
+        .unwrap();
+    let rows = client.simple_query("SELECT count(*) FROM running").await.unwrap();
+    assert_eq!(first_value(&rows), "30");
+
+    let csv = dir.path().join("brands.csv");
+    std::fs::write(&csv, "brand,country\nStride,DE\nLotus,IN\n").unwrap();
+    client
+        .simple_query(&format!(
+            "CREATE EXTERNAL TABLE brands STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            csv.display()
+        ))
+        .await
+        .unwrap();
+    let rows = client.simple_query("SELECT country FROM brands WHERE brand = 'Lotus'").await.unwrap();
+    assert_eq!(first_value(&rows), "IN");
+}
+
+#[tokio::test]
+async fn non_loopback_bind_is_refused() {
+    let error = rankql::server::bind("0.0.0.0", 0).await.unwrap_err().to_string();
+    assert!(error.contains("refusing to listen on 0.0.0.0"), "{error}");
+}

@@ -1,0 +1,165 @@
+//! The `embed([model,] text)` scalar function.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{exec_datafusion_err, plan_datafusion_err, plan_err, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, DocumentationBuilder, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDFImpl, Signature, Volatility, scalar_doc_sections::DOC_SECTION_OTHER,
+};
+
+use super::registry::ModelRegistry;
+use crate::columnar::scalar_if_all_scalar;
+use crate::vector::args::{vector_field, vector_type};
+
+/// `embed(text)` with the default model, `embed('model', text)` with a named one:
+/// a `vector(d)` (`FixedSizeList<Float32, d>`), NULL for a NULL text.
+#[derive(Debug)]
+pub struct Embed {
+    signature: Signature,
+    registry: Arc<ModelRegistry>,
+}
+
+impl Embed {
+    /// `embed` backed by the models of `registry`.
+    pub fn new(registry: Arc<ModelRegistry>) -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            registry,
+        }
+    }
+
+    /// The model named by a call's arguments: the literal first argument, or the default.
+    fn model_name<'a>(&'a self, scalar_arguments: &'a [Option<&'a ScalarValue>]) -> Result<&'a str> {
+        if scalar_arguments.len() < 2 {
+            return Ok(self.registry.resolve(None));
+        }
+        match scalar_arguments[0] {
+            Some(ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name)) | ScalarValue::LargeUtf8(Some(name))) => Ok(name),
+            _ => plan_err!("embed: the model name must be a constant string, as in embed('minilm', text)"),
+        }
+    }
+}
+
+impl PartialEq for Embed {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.registry, &other.registry)
+    }
+}
+impl Eq for Embed {}
+impl std::hash::Hash for Embed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "embed".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Embed {
+
+    fn name(&self) -> &str {
+        "embed"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.is_empty() || arg_types.len() > 2 {
+            return plan_err!("embed takes ([model,] text), got {} arguments", arg_types.len());
+        }
+        for data_type in arg_types {
+            let is_text = matches!(
+                data_type,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+            );
+            if !is_text {
+                return plan_err!("embed: text must be a string, got {data_type}; cast it with ::text");
+            }
+        }
+        Ok(vec![DataType::Utf8; arg_types.len()])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        unreachable!("return_field_from_args is implemented")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let name = self.model_name(args.scalar_arguments)?;
+        let config = self
+            .registry
+            .config(name)
+            .map_err(|e| plan_datafusion_err!("embed: {e}"))?;
+        Ok(Arc::new(vector_field(self.name(), vector_type(config.dimension))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let DataType::FixedSizeList(item, dimension) = args.return_field.data_type() else {
+            return plan_err!("embed: unexpected return type {}", args.return_field.data_type());
+        };
+        let model = match args.args.len() {
+            2 => match &args.args[0] {
+                ColumnarValue::Scalar(name) => Some(name.to_string()),
+                ColumnarValue::Array(_) => {
+                    return plan_err!("embed: the model name must be a constant string")
+                }
+            },
+            _ => None,
+        };
+        let embedder = self
+            .registry
+            .embedder(self.registry.resolve(model.as_deref()))
+            .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
+        let texts = cast(&args.args[args.args.len() - 1].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let present: Vec<&str> = texts.iter().flatten().collect();
+        let vectors = run_blocking(|| embedder.embed(&present))
+            .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
+
+        let dimension_usize = *dimension as usize;
+        let mut values = Vec::with_capacity(texts.len() * dimension_usize);
+        let mut vectors = vectors.into_iter();
+        for i in 0..texts.len() {
+            match texts.is_valid(i).then(|| vectors.next()).flatten() {
+                Some(vector) => values.extend_from_slice(&vector),
+                None => values.extend(std::iter::repeat_n(0.0, dimension_usize)),
+            }
+        }
+        let nulls = texts.nulls().cloned().or_else(|| Some(NullBuffer::new_valid(texts.len())));
+        let list = FixedSizeListArray::try_new(
+            Arc::new(Field::clone(item)),
+            *dimension,
+            Arc::new(Float32Array::from(values)),
+            nulls,
+        )?;
+        scalar_if_all_scalar(&args.args, Arc::new(list) as ArrayRef)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: OnceLock<Documentation> = OnceLock::new();
+        Some(DOC.get_or_init(|| {
+            DocumentationBuilder::new_with_details(
+                DOC_SECTION_OTHER,
+                "Sentence embedding of a text (mean pooling, L2-normalised by default). \
+                 Texts longer than the model's max_tokens are truncated.",
+                "embed([model,] text)",
+            )
+            .with_sql_example("SELECT id, embed(title || ' ' || description) FROM products")
+            .build()
+        }))
+    }
+}
+
+/// Runs CPU-heavy inference without stalling the async runtime's other tasks (other
+/// connections keep being served while a long `embed` runs).
+fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

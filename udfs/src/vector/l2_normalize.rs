@@ -1,0 +1,117 @@
+//! `l2_normalize(v)`: scale a vector to unit length, so `dot` equals `cosine` afterwards.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{plan_err, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, DocumentationBuilder, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDFImpl, Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+};
+
+use super::args::{check_vector_arg, declared_dimension, vector_field, vector_type, Vectors};
+use super::kernels;
+
+/// Unit-length copy of a vector; a zero vector stays zero (as in pgvector); NULL → NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct L2Normalize {
+    signature: Signature,
+}
+
+impl Default for L2Normalize {
+    fn default() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for L2Normalize {
+
+    fn name(&self) -> &str {
+        "l2_normalize"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [one] => check_vector_arg(self.name(), 1, one).map(|_| arg_types.to_vec()),
+            _ => plan_err!("l2_normalize takes one vector, got {} arguments", arg_types.len()),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        unreachable!("return_field_from_args is implemented")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let data_type = match declared_dimension(args.arg_fields[0].data_type()) {
+            Some(dimension) => vector_type(dimension),
+            None => DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true))),
+        };
+        Ok(Arc::new(vector_field(self.name(), data_type)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let vectors = Vectors::try_new(&input, self.name())?;
+        let fixed_dimension = declared_dimension(args.return_field.data_type());
+        let mut values = Vec::new();
+        let mut lengths = Vec::with_capacity(vectors.len());
+        for i in 0..vectors.len() {
+            let before = values.len();
+            match (vectors.row(i), fixed_dimension) {
+                (Some(row), _) => {
+                    let norm = kernels::squared_norm(row).sqrt();
+                    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+                    values.extend(row.iter().map(|x| x * scale));
+                }
+                // A fixed-size list keeps `dimension` slots for a NULL row too.
+                (None, Some(dimension)) => values.extend(std::iter::repeat_n(0.0, dimension)),
+                (None, None) => {}
+            }
+            lengths.push(values.len() - before);
+        }
+        let nulls = input.logical_nulls();
+        let values = Arc::new(Float32Array::from(values));
+        let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+        let output: ArrayRef = match fixed_dimension {
+            Some(dimension) => Arc::new(FixedSizeListArray::try_new(
+                item,
+                dimension as i32,
+                values,
+                nulls,
+            )?),
+            None => Arc::new(ListArray::try_new(
+                item,
+                OffsetBuffer::from_lengths(lengths),
+                values,
+                nulls,
+            )?),
+        };
+        match args.args[0] {
+            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &output, 0,
+            )?)),
+            ColumnarValue::Array(_) => Ok(ColumnarValue::Array(output)),
+        }
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: OnceLock<Documentation> = OnceLock::new();
+        Some(DOC.get_or_init(|| {
+            DocumentationBuilder::new_with_details(
+                DOC_SECTION_MATH,
+                "The vector scaled to unit L2 length; a zero vector stays zero.",
+                "l2_normalize(v)",
+            )
+            .with_sql_example("SELECT l2_normalize('[3,4]') -- [0.6,0.8]")
+            .build()
+        }))
+    }
+}
