@@ -13,7 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{
+    FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -24,28 +26,49 @@ use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 const DIMENSION: usize = 384;
 const BATCH_ROWS: usize = 8192;
 
-fn vector_table(rows: usize, partitions: usize, rng: &mut ChaCha8Rng) -> (MemTable, Vec<Vec<RecordBatch>>) {
+fn vector_table(
+    rows: usize,
+    partitions: usize,
+    rng: &mut ChaCha8Rng,
+) -> (MemTable, Vec<Vec<RecordBatch>>) {
     let item = Arc::new(Field::new_list_field(DataType::Float32, true));
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("user_id", DataType::Int64, false),
         Field::new("score", DataType::Float64, false),
-        Field::new("v", DataType::FixedSizeList(item.clone(), DIMENSION as i32), false),
+        Field::new(
+            "v",
+            DataType::FixedSizeList(item.clone(), DIMENSION as i32),
+            false,
+        ),
     ]));
     let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
     let mut start = 0;
     let mut index = 0;
     while start < rows {
         let n = BATCH_ROWS.min(rows - start);
-        let values: Vec<f32> = (0..n * DIMENSION).map(|_| rng.random::<f32>() - 0.5).collect();
+        let values: Vec<f32> = (0..n * DIMENSION)
+            .map(|_| rng.random::<f32>() - 0.5)
+            .collect();
         let ids: Vec<i64> = (start..start + n).map(|i| i as i64).collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
                 Arc::new(Int64Array::from(ids.clone())),
-                Arc::new(Int64Array::from(ids.iter().map(|i| i % 100_000).collect::<Vec<_>>())),
-                Arc::new(Float64Array::from((0..n).map(|_| rng.random::<f64>() * 10.0).collect::<Vec<_>>())),
-                Arc::new(FixedSizeListArray::new(item.clone(), DIMENSION as i32, Arc::new(Float32Array::from(values)), None)),
+                Arc::new(Int64Array::from(
+                    ids.iter().map(|i| i % 100_000).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(
+                    (0..n)
+                        .map(|_| rng.random::<f64>() * 10.0)
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(FixedSizeListArray::new(
+                    item.clone(),
+                    DIMENSION as i32,
+                    Arc::new(Float32Array::from(values)),
+                    None,
+                )),
             ],
         )
         .unwrap();
@@ -65,8 +88,17 @@ fn bandwidth_read(parts: &[Vec<RecordBatch>]) -> f64 {
                 scope.spawn(move || {
                     let mut lanes = [0f32; 16];
                     for batch in part {
-                        let list = batch.column(3).as_any().downcast_ref::<FixedSizeListArray>().unwrap();
-                        let values = list.values().as_any().downcast_ref::<Float32Array>().unwrap().values();
+                        let list = batch
+                            .column(3)
+                            .as_any()
+                            .downcast_ref::<FixedSizeListArray>()
+                            .unwrap();
+                        let values = list
+                            .values()
+                            .as_any()
+                            .downcast_ref::<Float32Array>()
+                            .unwrap()
+                            .values();
                         for chunk in values.chunks_exact(16) {
                             for lane in 0..16 {
                                 lanes[lane] += chunk[lane];
@@ -93,22 +125,44 @@ async fn time_query(context: &SessionContext, sql: &str, runs: usize) -> Duratio
 }
 
 fn vector_literal(rng: &mut ChaCha8Rng) -> (String, String) {
-    let values: Vec<String> = (0..DIMENSION).map(|_| format!("{:.4}", rng.random::<f32>() - 0.5)).collect();
-    (format!("'[{}]'", values.join(",")), format!("make_array({})", values.iter().map(|v| format!("arrow_cast({v}, 'Float32')")).collect::<Vec<_>>().join(",")))
+    let values: Vec<String> = (0..DIMENSION)
+        .map(|_| format!("{:.4}", rng.random::<f32>() - 0.5))
+        .collect();
+    (
+        format!("'[{}]'", values.join(",")),
+        format!(
+            "make_array({})",
+            values
+                .iter()
+                .map(|v| format!("arrow_cast({v}, 'Float32')"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let rows: usize = std::env::var("RANKQL_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = std::env::var("RANKQL_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (table, parts) = vector_table(rows, cores, &mut rng);
-    let context = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
-    rankql_udfs::register_all(&context, Arc::new(ModelRegistry::new(EmbedOptions::new("models/cache"))));
+    let context =
+        SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+    rankql_udfs::register_all(
+        &context,
+        Arc::new(ModelRegistry::new(EmbedOptions::new("models/cache"))),
+    );
     context.register_table("t", Arc::new(table)).unwrap();
     let bytes = (rows * DIMENSION * 4) as f64;
     let gbps = |d: Duration| bytes / d.as_secs_f64() / 1e9;
-    println!("{rows} rows x {DIMENSION} f32 = {:.2} GB, {cores} cores", bytes / 1e9);
+    println!(
+        "{rows} rows x {DIMENSION} f32 = {:.2} GB, {cores} cores",
+        bytes / 1e9
+    );
 
     let mut bandwidth = Vec::new();
     for _ in 0..5 {
@@ -120,11 +174,33 @@ async fn main() {
     let bandwidth = bandwidth[2];
 
     let (text_query, array_query) = vector_literal(&mut rng);
-    let ours = time_query(&context, &format!("SELECT max(cosine(v, {text_query})) FROM t"), 5).await;
-    let builtin = time_query(&context, &format!("SELECT max(1 - cosine_distance(v, {array_query})) FROM t"), 3).await;
-    println!("(b) plain read of the vectors:          {:8.1} ms  {:6.2} GB/s", bandwidth.as_secs_f64() * 1e3, gbps(bandwidth));
-    println!("    cosine(v, q), rankql:               {:8.1} ms  {:6.2} GB/s", ours.as_secs_f64() * 1e3, gbps(ours));
-    println!("(a) 1 - cosine_distance(v, q), built-in:{:8.1} ms  {:6.2} GB/s", builtin.as_secs_f64() * 1e3, gbps(builtin));
+    let ours = time_query(
+        &context,
+        &format!("SELECT max(cosine(v, {text_query})) FROM t"),
+        5,
+    )
+    .await;
+    let builtin = time_query(
+        &context,
+        &format!("SELECT max(1 - cosine_distance(v, {array_query})) FROM t"),
+        3,
+    )
+    .await;
+    println!(
+        "(b) plain read of the vectors:          {:8.1} ms  {:6.2} GB/s",
+        bandwidth.as_secs_f64() * 1e3,
+        gbps(bandwidth)
+    );
+    println!(
+        "    cosine(v, q), rankql:               {:8.1} ms  {:6.2} GB/s",
+        ours.as_secs_f64() * 1e3,
+        gbps(ours)
+    );
+    println!(
+        "(a) 1 - cosine_distance(v, q), built-in:{:8.1} ms  {:6.2} GB/s",
+        builtin.as_secs_f64() * 1e3,
+        gbps(builtin)
+    );
     println!(
         "    rankql = {:.2}x (b) bandwidth, {:.2}x (a) built-in",
         bandwidth.as_secs_f64() / ours.as_secs_f64(),
@@ -132,8 +208,16 @@ async fn main() {
     );
 
     let top_k = format!("SELECT id, cosine(v, {text_query}) AS s FROM t ORDER BY s DESC LIMIT 10");
-    let plan = context.sql(&format!("EXPLAIN {top_k}")).await.unwrap().collect().await.unwrap();
-    let plan_text = datafusion::arrow::util::pretty::pretty_format_batches(&plan).unwrap().to_string();
+    let plan = context
+        .sql(&format!("EXPLAIN {top_k}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let plan_text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
     let latency = time_query(&context, &top_k, 7).await;
     println!(
         "ORDER BY cosine DESC LIMIT 10: median {:.1} ms, top-k sort in plan: {}",
@@ -141,8 +225,17 @@ async fn main() {
         plan_text.contains("TopK")
     );
 
-    let vec_avg = time_query(&context, "SELECT user_id, vec_avg(v, score) FROM t GROUP BY user_id", 3).await;
-    println!("vec_avg, {rows} rows into 100k groups: {:.0} rows/s ({:.0} ms)", rows as f64 / vec_avg.as_secs_f64(), vec_avg.as_secs_f64() * 1e3);
+    let vec_avg = time_query(
+        &context,
+        "SELECT user_id, vec_avg(v, score) FROM t GROUP BY user_id",
+        3,
+    )
+    .await;
+    println!(
+        "vec_avg, {rows} rows into 100k groups: {:.0} rows/s ({:.0} ms)",
+        rows as f64 / vec_avg.as_secs_f64(),
+        vec_avg.as_secs_f64() * 1e3
+    );
 
     let softmax = time_query(
         &context,
@@ -150,5 +243,9 @@ async fn main() {
         3,
     )
     .await;
-    println!("softmax_rank, {rows} rows in 10k partitions: {:.0} rows/s ({:.0} ms)", rows as f64 / softmax.as_secs_f64(), softmax.as_secs_f64() * 1e3);
+    println!(
+        "softmax_rank, {rows} rows in 10k partitions: {:.0} rows/s ({:.0} ms)",
+        rows as f64 / softmax.as_secs_f64(),
+        softmax.as_secs_f64() * 1e3
+    );
 }

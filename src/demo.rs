@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
@@ -32,81 +34,268 @@ const CATEGORIES: &[Category] = &[
     Category {
         name: "running",
         brands: &["Stride", "Pacer", "TrailFox", "Kinetic"],
-        items: &["running shoes", "trail running shoes", "running shorts", "running socks", "GPS running watch", "hydration vest", "reflective running jacket", "marathon racing flats"],
-        qualities: &["lightweight", "breathable", "cushioned", "responsive", "moisture-wicking"],
-        uses: &["long-distance training", "race day", "trail runs", "interval sessions", "your first marathon"],
+        items: &[
+            "running shoes",
+            "trail running shoes",
+            "running shorts",
+            "running socks",
+            "GPS running watch",
+            "hydration vest",
+            "reflective running jacket",
+            "marathon racing flats",
+        ],
+        qualities: &[
+            "lightweight",
+            "breathable",
+            "cushioned",
+            "responsive",
+            "moisture-wicking",
+        ],
+        uses: &[
+            "long-distance training",
+            "race day",
+            "trail runs",
+            "interval sessions",
+            "your first marathon",
+        ],
         price_range: (15.0, 220.0),
     },
     Category {
         name: "yoga",
         brands: &["Lotus", "Zenith", "Asana Co"],
-        items: &["yoga mat", "cork yoga block", "yoga strap", "meditation cushion", "high-waist yoga leggings", "non-slip yoga towel"],
-        qualities: &["eco-friendly", "non-slip", "extra thick", "stretchy", "sweat-resistant"],
-        uses: &["hot yoga", "daily stretching", "pilates classes", "mindful meditation", "restorative practice"],
+        items: &[
+            "yoga mat",
+            "cork yoga block",
+            "yoga strap",
+            "meditation cushion",
+            "high-waist yoga leggings",
+            "non-slip yoga towel",
+        ],
+        qualities: &[
+            "eco-friendly",
+            "non-slip",
+            "extra thick",
+            "stretchy",
+            "sweat-resistant",
+        ],
+        uses: &[
+            "hot yoga",
+            "daily stretching",
+            "pilates classes",
+            "mindful meditation",
+            "restorative practice",
+        ],
         price_range: (10.0, 120.0),
     },
     Category {
         name: "cycling",
         brands: &["Velo", "Chainline", "Peloton Gear"],
-        items: &["road bike helmet", "padded cycling shorts", "clipless pedals", "bike repair kit", "LED bike light set", "cycling gloves", "carbon water bottle cage"],
-        qualities: &["aerodynamic", "ventilated", "durable", "lightweight", "high-visibility"],
-        uses: &["road cycling", "commuting to work", "gravel rides", "century rides", "indoor trainer sessions"],
+        items: &[
+            "road bike helmet",
+            "padded cycling shorts",
+            "clipless pedals",
+            "bike repair kit",
+            "LED bike light set",
+            "cycling gloves",
+            "carbon water bottle cage",
+        ],
+        qualities: &[
+            "aerodynamic",
+            "ventilated",
+            "durable",
+            "lightweight",
+            "high-visibility",
+        ],
+        uses: &[
+            "road cycling",
+            "commuting to work",
+            "gravel rides",
+            "century rides",
+            "indoor trainer sessions",
+        ],
         price_range: (12.0, 250.0),
     },
     Category {
         name: "hiking",
         brands: &["Summit", "Ridgeway", "NorthTrail"],
-        items: &["waterproof hiking boots", "trekking poles", "35L hiking backpack", "insulated down jacket", "camping headlamp", "merino wool base layer"],
+        items: &[
+            "waterproof hiking boots",
+            "trekking poles",
+            "35L hiking backpack",
+            "insulated down jacket",
+            "camping headlamp",
+            "merino wool base layer",
+        ],
         qualities: &["waterproof", "rugged", "insulated", "packable", "windproof"],
-        uses: &["multi-day treks", "alpine hiking", "winter camping", "weekend backpacking", "mountain expeditions"],
+        uses: &[
+            "multi-day treks",
+            "alpine hiking",
+            "winter camping",
+            "weekend backpacking",
+            "mountain expeditions",
+        ],
         price_range: (20.0, 320.0),
     },
     Category {
         name: "coffee",
         brands: &["Barista Pro", "BeanCraft", "Morning Ritual"],
-        items: &["espresso machine", "burr coffee grinder", "pour-over coffee dripper", "milk frother", "single-origin coffee beans", "insulated travel mug"],
-        qualities: &["programmable", "stainless steel", "freshly roasted", "precision", "compact"],
-        uses: &["morning espresso", "latte art at home", "cold brew", "the office kitchen", "slow weekend brewing"],
+        items: &[
+            "espresso machine",
+            "burr coffee grinder",
+            "pour-over coffee dripper",
+            "milk frother",
+            "single-origin coffee beans",
+            "insulated travel mug",
+        ],
+        qualities: &[
+            "programmable",
+            "stainless steel",
+            "freshly roasted",
+            "precision",
+            "compact",
+        ],
+        uses: &[
+            "morning espresso",
+            "latte art at home",
+            "cold brew",
+            "the office kitchen",
+            "slow weekend brewing",
+        ],
         price_range: (8.0, 650.0),
     },
     Category {
         name: "audio",
         brands: &["SoundWave", "Acoustix", "Decibel"],
-        items: &["noise-cancelling headphones", "wireless earbuds", "bluetooth speaker", "studio monitor headphones", "portable DAC amplifier", "soundbar"],
-        qualities: &["noise-cancelling", "high-fidelity", "wireless", "long battery life", "bass-boosted"],
-        uses: &["commuting", "music production", "home cinema", "podcasts", "focused work"],
+        items: &[
+            "noise-cancelling headphones",
+            "wireless earbuds",
+            "bluetooth speaker",
+            "studio monitor headphones",
+            "portable DAC amplifier",
+            "soundbar",
+        ],
+        qualities: &[
+            "noise-cancelling",
+            "high-fidelity",
+            "wireless",
+            "long battery life",
+            "bass-boosted",
+        ],
+        uses: &[
+            "commuting",
+            "music production",
+            "home cinema",
+            "podcasts",
+            "focused work",
+        ],
         price_range: (25.0, 450.0),
     },
     Category {
         name: "gaming",
         brands: &["PixelForge", "RapidFire", "GameCore"],
-        items: &["mechanical gaming keyboard", "wireless gaming mouse", "gaming headset", "controller charging dock", "curved gaming monitor", "ergonomic gaming chair"],
-        qualities: &["RGB backlit", "low-latency", "ergonomic", "programmable", "tournament-grade"],
-        uses: &["competitive FPS", "marathon gaming sessions", "streaming", "console gaming", "esports practice"],
+        items: &[
+            "mechanical gaming keyboard",
+            "wireless gaming mouse",
+            "gaming headset",
+            "controller charging dock",
+            "curved gaming monitor",
+            "ergonomic gaming chair",
+        ],
+        qualities: &[
+            "RGB backlit",
+            "low-latency",
+            "ergonomic",
+            "programmable",
+            "tournament-grade",
+        ],
+        uses: &[
+            "competitive FPS",
+            "marathon gaming sessions",
+            "streaming",
+            "console gaming",
+            "esports practice",
+        ],
         price_range: (20.0, 500.0),
     },
     Category {
         name: "baby",
         brands: &["LittleSteps", "CuddleCo", "Tiny Bloom"],
-        items: &["convertible baby stroller", "organic cotton onesie", "baby monitor", "silicone feeding set", "baby carrier", "crib mattress"],
-        qualities: &["organic", "hypoallergenic", "BPA-free", "adjustable", "gentle"],
-        uses: &["newborns", "daily walks", "peaceful nights", "first solid foods", "growing toddlers"],
+        items: &[
+            "convertible baby stroller",
+            "organic cotton onesie",
+            "baby monitor",
+            "silicone feeding set",
+            "baby carrier",
+            "crib mattress",
+        ],
+        qualities: &[
+            "organic",
+            "hypoallergenic",
+            "BPA-free",
+            "adjustable",
+            "gentle",
+        ],
+        uses: &[
+            "newborns",
+            "daily walks",
+            "peaceful nights",
+            "first solid foods",
+            "growing toddlers",
+        ],
         price_range: (10.0, 400.0),
     },
     Category {
         name: "skincare",
         brands: &["Glow Lab", "PureSkin", "Dermaleaf"],
-        items: &["vitamin C serum", "hydrating face moisturizer", "mineral sunscreen SPF 50", "gentle foaming cleanser", "retinol night cream", "hyaluronic acid toner"],
-        qualities: &["fragrance-free", "dermatologist-tested", "vegan", "lightweight", "non-comedogenic"],
-        uses: &["sensitive skin", "daily protection", "anti-aging routines", "oily skin", "a morning glow"],
+        items: &[
+            "vitamin C serum",
+            "hydrating face moisturizer",
+            "mineral sunscreen SPF 50",
+            "gentle foaming cleanser",
+            "retinol night cream",
+            "hyaluronic acid toner",
+        ],
+        qualities: &[
+            "fragrance-free",
+            "dermatologist-tested",
+            "vegan",
+            "lightweight",
+            "non-comedogenic",
+        ],
+        uses: &[
+            "sensitive skin",
+            "daily protection",
+            "anti-aging routines",
+            "oily skin",
+            "a morning glow",
+        ],
         price_range: (9.0, 90.0),
     },
     Category {
         name: "pets",
         brands: &["Pawsome", "TailWag", "Whisker & Co"],
-        items: &["orthopedic dog bed", "cat scratching tower", "grain-free dog food", "retractable dog leash", "interactive cat toy", "pet grooming brush"],
-        qualities: &["durable", "washable", "natural", "chew-resistant", "vet-approved"],
-        uses: &["large dogs", "indoor cats", "senior pets", "playful puppies", "daily grooming"],
+        items: &[
+            "orthopedic dog bed",
+            "cat scratching tower",
+            "grain-free dog food",
+            "retractable dog leash",
+            "interactive cat toy",
+            "pet grooming brush",
+        ],
+        qualities: &[
+            "durable",
+            "washable",
+            "natural",
+            "chew-resistant",
+            "vet-approved",
+        ],
+        uses: &[
+            "large dogs",
+            "indoor cats",
+            "senior pets",
+            "playful puppies",
+            "daily grooming",
+        ],
         price_range: (6.0, 180.0),
     },
 ];
@@ -122,7 +311,11 @@ const DAY_MICROS: i64 = 86_400_000_000;
 /// Registers `products`, `users` and `events` in `context`.
 pub fn register(context: &SessionContext) -> Result<()> {
     let data = generate();
-    for (name, batch) in [("products", data.products), ("users", data.users), ("events", data.events)] {
+    for (name, batch) in [
+        ("products", data.products),
+        ("users", data.users),
+        ("events", data.events),
+    ] {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         context.register_table(name, Arc::new(table))?;
     }
@@ -145,7 +338,11 @@ pub fn generate() -> DemoData {
     let products = generate_products(&mut rng);
     let (users, tastes) = generate_users(&mut rng);
     let events = generate_events(&mut rng, &tastes);
-    DemoData { products, users, events }
+    DemoData {
+        products,
+        users,
+        events,
+    }
 }
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
@@ -171,7 +368,8 @@ fn generate_products(rng: &mut ChaCha8Rng) -> RecordBatch {
             categories.push(category.name);
             brands.push(*brand);
             let (low, high) = category.price_range;
-            prices.push(((low + rng.random::<f64>() * (high - low)) * 100.0).round() / 100.0 - 0.01);
+            prices
+                .push(((low + rng.random::<f64>() * (high - low)) * 100.0).round() / 100.0 - 0.01);
         }
     }
     batch(vec![
@@ -198,19 +396,24 @@ pub fn catalogue_texts(count: usize, seed: u64) -> Vec<String> {
             while text.split_whitespace().count() < target_words {
                 text.push_str(&format!(
                     " {} and {}, made for {}.",
-                    capitalise(pick(&mut rng, category.qualities)),
+                    capitalise(*pick(&mut rng, category.qualities)),
                     pick(&mut rng, category.qualities),
                     pick(&mut rng, category.uses)
                 ));
             }
-            text.split_whitespace().take(target_words).collect::<Vec<_>>().join(" ")
+            text.split_whitespace()
+                .take(target_words)
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
 
 fn capitalise(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// A user's taste: a favourite category and a second one.
@@ -220,7 +423,10 @@ struct Taste {
 }
 
 fn generate_users(rng: &mut ChaCha8Rng) -> (RecordBatch, Vec<Taste>) {
-    const FIRST: &[&str] = &["Ana", "Ben", "Chloé", "Dev", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kai", "Lena", "Mateo", "Nora", "Omar", "Priya"];
+    const FIRST: &[&str] = &[
+        "Ana", "Ben", "Chloé", "Dev", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kai",
+        "Lena", "Mateo", "Nora", "Omar", "Priya",
+    ];
     const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "IN", "JP", "BR", "ES"];
     let mut tastes = Vec::with_capacity(USERS);
     let (mut ids, mut names, mut countries, mut favourites) = (vec![], vec![], vec![], vec![]);
@@ -228,7 +434,11 @@ fn generate_users(rng: &mut ChaCha8Rng) -> (RecordBatch, Vec<Taste>) {
         let favourite = u % CATEGORIES.len();
         let second = (favourite + 1 + rng.random_range(0..CATEGORIES.len() - 1)) % CATEGORIES.len();
         ids.push(u as i64 + 1);
-        names.push(format!("{} {}", pick(rng, FIRST), (b'A' + (u % 26) as u8) as char));
+        names.push(format!(
+            "{} {}",
+            pick(rng, FIRST),
+            (b'A' + (u % 26) as u8) as char
+        ));
         countries.push(*pick(rng, COUNTRIES));
         favourites.push(CATEGORIES[favourite].name);
         tastes.push(Taste { favourite, second });
@@ -237,13 +447,17 @@ fn generate_users(rng: &mut ChaCha8Rng) -> (RecordBatch, Vec<Taste>) {
         ("user_id", Arc::new(Int64Array::from(ids)) as ArrayRef),
         ("name", Arc::new(StringArray::from(names))),
         ("country", Arc::new(StringArray::from(countries))),
-        ("favourite_category", Arc::new(StringArray::from(favourites))),
+        (
+            "favourite_category",
+            Arc::new(StringArray::from(favourites)),
+        ),
     ]);
     (batch, tastes)
 }
 
 fn generate_events(rng: &mut ChaCha8Rng, tastes: &[Taste]) -> RecordBatch {
-    let (mut ids, mut users, mut products, mut types, mut times) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut ids, mut users, mut products, mut types, mut times) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (u, taste) in tastes.iter().enumerate() {
         // The last 10 users are new: no behaviour (cold start).
         if u >= USERS - 10 {
@@ -261,7 +475,9 @@ fn generate_events(rng: &mut ChaCha8Rng, tastes: &[Taste]) -> RecordBatch {
             };
             let session_start = DEMO_NOW_MICROS - rng.random_range(0..60 * DAY_MICROS);
             for step in 0..rng.random_range(2..7) {
-                let product = (category * PRODUCTS_PER_CATEGORY + rng.random_range(0..PRODUCTS_PER_CATEGORY) + 1) as i64;
+                let product = (category * PRODUCTS_PER_CATEGORY
+                    + rng.random_range(0..PRODUCTS_PER_CATEGORY)
+                    + 1) as i64;
                 let ts = session_start + step * rng.random_range(20_000_000..300_000_000);
                 let mut push = |event_type: &'static str, offset: i64| {
                     ids.push(ids.len() as i64 + 1);
@@ -298,7 +514,8 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
         .map(|(name, array)| Field::new(*name, array.data_type().clone(), false))
         .collect();
     let arrays = columns.into_iter().map(|(_, array)| array).collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("demo columns match their schema")
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .expect("demo columns match their schema")
 }
 
 #[cfg(test)]

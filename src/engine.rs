@@ -7,10 +7,13 @@ use std::sync::Arc;
 use datafusion::common::DFSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{lit, Expr, ScalarUDF};
-use datafusion::prelude::{CsvReadOptions, NdJsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 use datafusion_postgres::auth::AuthManager;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -60,8 +63,9 @@ impl Engine {
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
         let context = SessionContext::new_with_config(config);
-        setup_pg_catalog(&context, "datafusion", Arc::new(AuthManager::default()))
-            .map_err(|e| *e)?;
+        // By value: datafusion-pg-catalog 0.19's provider impl for `Arc<T>` calls itself
+        // forever, so `SELECT * FROM pg_roles` would overflow the stack.
+        setup_pg_catalog(&context, "datafusion", AuthManager::default()).map_err(|e| *e)?;
         let models = Arc::new(ModelRegistry::new(options.models));
         rankql_udfs::register_all(&context, models.clone());
         install_vector_operators(&context)?;
@@ -92,7 +96,9 @@ fn install_vector_operators(context: &SessionContext) -> DfResult<()> {
     let mut planners = vec![planner as Arc<dyn ExprPlanner>];
     planners.extend(state.expr_planners().iter().cloned());
     let mut config = context.copied_config();
-    config.options_mut().set("datafusion.sql_parser.dialect", "postgres")?;
+    config
+        .options_mut()
+        .set("datafusion.sql_parser.dialect", "postgres")?;
     let state_ref = context.state_ref();
     let existing = state_ref.read().clone();
     *state_ref.write() = SessionStateBuilder::new_from_existing(existing)
@@ -110,9 +116,16 @@ struct VectorOperators {
 }
 
 impl ExprPlanner for VectorOperators {
-    fn plan_binary_op(&self, expr: RawBinaryExpr, _schema: &DFSchema) -> DfResult<PlannerResult<RawBinaryExpr>> {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        _schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         let call = |udf: &Arc<ScalarUDF>, expr: RawBinaryExpr| {
-            Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), vec![expr.left, expr.right]))
+            Expr::ScalarFunction(ScalarFunction::new_udf(
+                udf.clone(),
+                vec![expr.left, expr.right],
+            ))
         };
         let planned = match &expr.op {
             BinaryOperator::LtDashGt => call(&self.l2_distance, expr),
@@ -127,7 +140,10 @@ impl ExprPlanner for VectorOperators {
 /// Registers every Parquet, CSV and JSON file (or directory of Parquet files) in `dir` as
 /// a table named after it, so `COPY (…) TO 'DIR/name.parquet'` survives a restart.
 async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), EngineError> {
-    let io_error = |source| EngineError::DataDir { dir: dir.to_path_buf(), source };
+    let io_error = |source| EngineError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(io_error)?;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_error)?
@@ -135,7 +151,9 @@ async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), E
         .collect();
     entries.sort();
     for path in entries {
-        let Some(name) = table_name(&path) else { continue };
+        let Some(name) = table_name(&path) else {
+            continue;
+        };
         let location = path.to_string_lossy().to_string();
         let extension = match path.extension().and_then(|e| e.to_str()) {
             _ if path.is_dir() => "parquet",
@@ -143,13 +161,27 @@ async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), E
             None => continue,
         };
         let registered = match extension {
-            "parquet" => context.register_parquet(&name, &location, ParquetReadOptions::default()).await,
-            "csv" => context.register_csv(&name, &location, CsvReadOptions::new()).await,
-            "json" | "ndjson" => context.register_json(&name, &location, NdJsonReadOptions::default()).await,
+            "parquet" => {
+                context
+                    .register_parquet(&name, &location, ParquetReadOptions::default())
+                    .await
+            }
+            "csv" => {
+                context
+                    .register_csv(&name, &location, CsvReadOptions::new())
+                    .await
+            }
+            "json" | "ndjson" => {
+                context
+                    .register_json(&name, &location, JsonReadOptions::default())
+                    .await
+            }
             _ => continue,
         };
         match registered {
-            Ok(()) => tracing::info!(table = %name, path = %location, "table registered from data dir"),
+            Ok(()) => {
+                tracing::info!(table = %name, path = %location, "table registered from data dir")
+            }
             Err(error) => tracing::warn!(path = %location, "skipped: {error}"),
         }
     }
@@ -159,7 +191,10 @@ async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), E
 /// `products.parquet` → `products`; names that are not plain identifiers are skipped.
 fn table_name(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?.to_ascii_lowercase();
-    let valid = stem.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = stem
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then_some(stem)
 }

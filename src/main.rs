@@ -105,8 +105,11 @@ impl EngineArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    rankql::server::runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RANKQL_LOG")
@@ -116,14 +119,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { host, port, engine } => serve(&host, port, engine.options()).await,
-        Command::Sql { sql, format, engine } => {
+        Command::Sql {
+            sql,
+            format,
+            engine,
+        } => {
             let engine = Engine::new(engine.options()).await?;
             let mut runner = Runner::new(&engine.context, format, std::io::stdout().lock());
             let script = sql.join(";\n");
             runner.run_script(&script, "<command line>").await?;
             Ok(())
         }
-        Command::Run { files, format, engine } => {
+        Command::Run {
+            files,
+            format,
+            engine,
+        } => {
             let engine = Engine::new(engine.options()).await?;
             let mut runner = Runner::new(&engine.context, format, std::io::stdout().lock());
             runner.run_files(&files).await?;
@@ -139,7 +150,11 @@ async fn serve(host: &str, port: u16, options: EngineOptions) -> anyhow::Result<
     let address = listener.local_addr()?;
     tracing::info!(
         "rankql listening on {address}{}; connect with: psql -h {} -p {} -U rankql",
-        if demo { " with the demo tables products, users, events" } else { "" },
+        if demo {
+            " with the demo tables products, users, events"
+        } else {
+            ""
+        },
         address.ip(),
         address.port()
     );

@@ -72,7 +72,8 @@ impl<'a, W: Write> Runner<'a, W> {
                 preview: String::new(),
                 error: DataFusionError::IoError(e),
             })?;
-            self.run_script(&script, &file.display().to_string()).await?;
+            self.run_script(&script, &file.display().to_string())
+                .await?;
         }
         Ok(())
     }
@@ -80,12 +81,14 @@ impl<'a, W: Write> Runner<'a, W> {
     /// Runs every statement of `script`; `source_name` names it in errors.
     pub async fn run_script(&mut self, script: &str, source_name: &str) -> Result<(), RunError> {
         for statement in split_statements(script) {
-            self.run_statement(&statement).await.map_err(|error| RunError {
-                source_name: source_name.to_string(),
-                line: statement.line,
-                preview: preview(&statement.sql),
-                error,
-            })?;
+            self.run_statement(&statement)
+                .await
+                .map_err(|error| RunError {
+                    source_name: source_name.to_string(),
+                    line: statement.line,
+                    preview: preview(&statement.sql),
+                    error,
+                })?;
         }
         Ok(())
     }
@@ -93,7 +96,9 @@ impl<'a, W: Write> Runner<'a, W> {
     async fn run_statement(&mut self, statement: &ScriptStatement) -> Result<(), DataFusionError> {
         let started = Instant::now();
         let rows = Arc::new(AtomicU64::new(0));
-        let ticker = self.show_progress.then(|| spawn_progress(statement.line, rows.clone(), started));
+        let ticker = self
+            .show_progress
+            .then(|| spawn_progress(statement.line, rows.clone(), started));
         let result = self.execute(&statement.sql, &rows).await;
         if let Some(ticker) = ticker {
             ticker.abort();
@@ -123,7 +128,8 @@ impl<'a, W: Write> Runner<'a, W> {
                     wrote_header = true;
                 }
                 OutputFormat::Json => {
-                    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut self.out);
+                    let mut writer =
+                        datafusion::arrow::json::LineDelimitedWriter::new(&mut self.out);
                     writer.write(&batch)?;
                     writer.finish()?;
                 }
@@ -132,7 +138,11 @@ impl<'a, W: Write> Runner<'a, W> {
         if self.format == OutputFormat::Table && !buffered.is_empty() {
             let total: usize = buffered.iter().map(RecordBatch::num_rows).sum();
             writeln!(self.out, "{}", pretty_format_batches(&buffered)?)?;
-            writeln!(self.out, "({total} row{})", if total == 1 { "" } else { "s" })?;
+            writeln!(
+                self.out,
+                "({total} row{})",
+                if total == 1 { "" } else { "s" }
+            )?;
         }
         self.out.flush()?;
         Ok(())
@@ -140,7 +150,11 @@ impl<'a, W: Write> Runner<'a, W> {
 }
 
 /// Prints `[line N] rows · seconds` on stderr every half second until aborted.
-fn spawn_progress(line: usize, rows: Arc<AtomicU64>, started: Instant) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(
+    line: usize,
+    rows: Arc<AtomicU64>,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(500));
         interval.tick().await;
@@ -156,7 +170,10 @@ fn spawn_progress(line: usize, rows: Arc<AtomicU64>, started: Instant) -> tokio:
 
 /// The first line of a statement, shortened for an error message.
 fn preview(sql: &str) -> String {
-    let first = sql.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--")).unwrap_or("");
+    let first = sql
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        .unwrap_or("");
     let mut text: String = first.trim().chars().take(80).collect();
     if first.trim().chars().count() > 80 || sql.lines().count() > 1 {
         text.push_str(" …");

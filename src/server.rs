@@ -5,7 +5,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -13,8 +18,15 @@ use datafusion_postgres::pgvector::PgVectorInsertHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
-use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::api::portal::Format;
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
 use crate::sqlstate::sqlstate_of;
@@ -39,6 +51,18 @@ pub enum ServerError {
     },
 }
 
+/// Stack size of the runtime's threads: DataFusion plans recursively, and the catalog
+/// queries of some BI tools nest deeply enough to overflow the 2 MiB default.
+pub const THREAD_STACK_BYTES: usize = 32 << 20;
+
+/// The multi-threaded runtime the server (and the CLI) runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()
+}
+
 /// Binds the listening socket after checking the address is loopback. Port 0 picks a
 /// free port (tests read it back from the listener).
 pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
@@ -47,7 +71,11 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
     if !is_loopback {
         return Err(ServerError::UnsafeBind(host.to_string()));
     }
-    let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     TcpListener::bind(&address)
         .await
         .map_err(|source| ServerError::Bind { address, source })
@@ -76,17 +104,27 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, handlers: Arc<Handlers>) {
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handlers: Arc<Handlers>,
+) {
     tracing::debug!(%peer, "connection opened");
     if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
         tracing::info!(%peer, "connection closed: {error}");
     }
 }
 
+/// The largest statement text accepted over the simple protocol. Postgres allows up to
+/// 1 GiB; a statement of megabytes is a mistake (or an attack) that would otherwise tie
+/// up the parser and planner.
+pub const MAX_STATEMENT_BYTES: usize = 16 << 20;
+
 /// The handler set for one server: queries go to datafusion-postgres' session service,
 /// errors get SQLSTATE codes.
 struct Handlers {
     session: Arc<DfSessionService>,
+    simple: Arc<SimpleQueries>,
     startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
 }
@@ -100,8 +138,13 @@ impl Handlers {
             Arc::new(PgVectorInsertHook),
         ];
         let connections = Arc::new(ConnectionManager::new());
+        let session = Arc::new(DfSessionService::new_with_hooks(context.clone(), hooks));
         Ok(Self {
-            session: Arc::new(DfSessionService::new_with_hooks(context, hooks)),
+            simple: Arc::new(SimpleQueries {
+                inner: session.clone(),
+                context,
+            }),
+            session,
             startup: Arc::new(Startup {
                 connections: connections.clone(),
             }),
@@ -111,8 +154,8 @@ impl Handlers {
 }
 
 impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        self.session.clone()
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.simple.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
@@ -130,6 +173,117 @@ impl PgWireServerHandlers for Handlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
     }
+}
+
+/// Simple-protocol queries: datafusion-postgres' handler, with a size limit, and a second
+/// chance for DataFusion's own syntax (`CREATE EXTERNAL TABLE … STORED AS …`,
+/// `COPY … TO … STORED AS …`) that the Postgres parser rejects.
+struct SimpleQueries {
+    inner: Arc<DfSessionService>,
+    context: Arc<SessionContext>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SimpleQueries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        if query.len() > MAX_STATEMENT_BYTES {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_string(),
+                "54000".to_string(),
+                format!(
+                    "statement of {} bytes exceeds rankql's limit of {MAX_STATEMENT_BYTES} bytes; \
+                     load large data with CREATE EXTERNAL TABLE or COPY instead",
+                    query.len()
+                ),
+            ))));
+        }
+        match self.inner.do_query(client, query).await {
+            Err(postgres_error) if is_parser_error(&postgres_error) => {
+                match self.run_datafusion_dialect(query).await {
+                    Ok(responses) => Ok(responses),
+                    Err(DialectFallback::NotDataFusionSyntax) => Err(postgres_error),
+                    Err(DialectFallback::Failed(error)) => Err(error),
+                }
+            }
+            result => result,
+        }
+    }
+}
+
+/// Why the DataFusion-dialect second chance did not produce responses.
+enum DialectFallback {
+    /// DataFusion's parser rejects it too: report the Postgres parser's error.
+    NotDataFusionSyntax,
+    /// It parsed but failed to plan or run: report that.
+    Failed(PgWireError),
+}
+
+impl SimpleQueries {
+    async fn run_datafusion_dialect(&self, query: &str) -> Result<Vec<Response>, DialectFallback> {
+        let statements = DFParser::parse_sql_with_dialect(query, &PostgreSqlDialect {})
+            .map_err(|_| DialectFallback::NotDataFusionSyntax)?;
+        let failed = |e: datafusion::error::DataFusionError| {
+            DialectFallback::Failed(PgWireError::ApiError(Box::new(e)))
+        };
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let state = self.context.state();
+            let plan = state.statement_to_plan(statement).await.map_err(failed)?;
+            let tag = match &plan {
+                LogicalPlan::Ddl(ddl) => Some(ddl.name().to_ascii_uppercase()),
+                LogicalPlan::Copy(_) => Some("COPY".to_string()),
+                _ => None,
+            };
+            let frame = self
+                .context
+                .execute_logical_plan(plan)
+                .await
+                .map_err(failed)?;
+            responses.push(match tag {
+                Some(tag) => {
+                    let batches = frame.collect().await.map_err(failed)?;
+                    Response::Execution(Tag::new(&tag).with_rows(reported_count(&batches)))
+                }
+                None => Response::Query(
+                    encode_dataframe(frame, &Format::UnifiedText, None)
+                        .await
+                        .map_err(DialectFallback::Failed)?,
+                ),
+            });
+        }
+        Ok(responses)
+    }
+}
+
+/// The row count a DDL or COPY plan reports in its single `count` cell (0 if none).
+fn reported_count(batches: &[datafusion::arrow::array::RecordBatch]) -> usize {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    batches
+        .first()
+        .and_then(|batch| batch.column_by_name("count"))
+        .and_then(|column| {
+            column
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .filter(|c| !c.is_empty())
+                .map(|c| c.value(0))
+        })
+        .unwrap_or(0) as usize
+}
+
+fn is_parser_error(error: &PgWireError) -> bool {
+    matches!(error, PgWireError::ApiError(inner) if sqlstate_of(inner.as_ref()) == "42601")
 }
 
 /// Accepts every client (loopback only, see [`bind`]) and registers it for cancellation.

@@ -52,7 +52,9 @@ fn plan_sqlstate(text: &str) -> &'static str {
     let lower = text.to_ascii_lowercase();
     if lower.contains("table") && (lower.contains("not found") || lower.contains("doesn't exist")) {
         "42P01"
-    } else if lower.contains("invalid function") || lower.contains("function") && lower.contains("not found") {
+    } else if lower.contains("invalid function")
+        || lower.contains("function") && lower.contains("not found")
+    {
         "42883"
     } else if lower.contains("already exists") {
         "42P07"
@@ -79,12 +81,29 @@ mod tests {
 
     #[test]
     fn classes() {
-        assert_eq!(code(DataFusionError::Plan("table 'x' not found".into())), "42P01");
-        assert_eq!(code(DataFusionError::Plan("Invalid function 'nope'".into())), "42883");
-        assert_eq!(code(DataFusionError::Plan("cosine: argument 1 must be a vector".into())), "42804");
-        assert_eq!(code(DataFusionError::Execution("dimensions".into())), "22023");
+        assert_eq!(
+            code(DataFusionError::Plan("table 'x' not found".into())),
+            "42P01"
+        );
+        assert_eq!(
+            code(DataFusionError::Plan("Invalid function 'nope'".into())),
+            "42883"
+        );
+        assert_eq!(
+            code(DataFusionError::Plan(
+                "cosine: argument 1 must be a vector".into()
+            )),
+            "42804"
+        );
+        assert_eq!(
+            code(DataFusionError::Execution("dimensions".into())),
+            "22023"
+        );
         assert_eq!(code(DataFusionError::NotImplemented("x".into())), "0A000");
-        let wrapped = DataFusionError::Context("ctx".into(), Box::new(DataFusionError::Plan("table 't' not found".into())));
+        let wrapped = DataFusionError::Context(
+            "ctx".into(),
+            Box::new(DataFusionError::Plan("table 't' not found".into())),
+        );
         assert_eq!(code(wrapped), "42P01");
     }
 }

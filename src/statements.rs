@@ -26,7 +26,9 @@ pub fn split_statements(script: &str) -> Vec<ScriptStatement> {
                 i = script[i..].find('\n').map_or(bytes.len(), |n| i + n);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = script[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 2);
+                i = script[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |n| i + 2 + n + 2);
             }
             b'$' => i = skip_dollar_quoted(script, i),
             b';' => {
@@ -59,9 +61,13 @@ fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
 /// Skips `$tag$ … $tag$` if one starts at `open`; otherwise steps over the `$`.
 fn skip_dollar_quoted(script: &str, open: usize) -> usize {
     let rest = &script[open + 1..];
-    let Some(tag_end) = rest.find('$') else { return open + 1 };
+    let Some(tag_end) = rest.find('$') else {
+        return open + 1;
+    };
     let tag = &rest[..tag_end];
-    if !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || tag.starts_with(|c: char| c.is_ascii_digit()) {
+    if !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || tag.starts_with(|c: char| c.is_ascii_digit())
+    {
         return open + 1;
     }
     let delimiter = format!("${tag}$");
@@ -91,7 +97,10 @@ fn has_code(piece: &str) -> bool {
         if let Some(after) = rest.strip_prefix("--") {
             rest = after.find('\n').map_or("", |n| &after[n..]).trim_start();
         } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.find("*/").map_or("", |n| &after[n + 2..]).trim_start();
+            rest = after
+                .find("*/")
+                .map_or("", |n| &after[n + 2..])
+                .trim_start();
         } else {
             return !rest.is_empty();
         }

@@ -21,7 +21,11 @@ fn rankql(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn sql_prints_an_aligned_table() {
-    let (ok, out, err) = rankql(&["sql", "--demo", "SELECT category, count(*) AS n FROM products GROUP BY category ORDER BY category LIMIT 2"]);
+    let (ok, out, err) = rankql(&[
+        "sql",
+        "--demo",
+        "SELECT category, count(*) AS n FROM products GROUP BY category ORDER BY category LIMIT 2",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("| category | n  |"), "{out}");
     assert!(out.contains("| audio    | 30 |"), "{out}");
@@ -44,12 +48,25 @@ fn run_executes_files_in_order_and_reports_the_failing_line() {
     let first = dir.path().join("1.sql");
     let second = dir.path().join("2.sql");
     std::fs::write(&first, "CREATE TABLE t AS SELECT 1 AS x;\n").unwrap();
-    std::fs::write(&second, "-- uses t\nSELECT x FROM t;\n\nSELECT * FROM\n  missing_table;\nSELECT 'never runs';\n").unwrap();
-    let (ok, out, err) = rankql(&["run", "--format", "csv", first.to_str().unwrap(), second.to_str().unwrap()]);
+    std::fs::write(
+        &second,
+        "-- uses t\nSELECT x FROM t;\n\nSELECT * FROM\n  missing_table;\nSELECT 'never runs';\n",
+    )
+    .unwrap();
+    let (ok, out, err) = rankql(&[
+        "run",
+        "--format",
+        "csv",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+    ]);
     assert!(!ok, "must fail");
     assert!(out.contains("x\n1\n"), "{out}");
     assert!(!out.contains("never runs"));
-    assert!(err.contains("2.sql:4") && err.contains("missing_table"), "{err}");
+    assert!(
+        err.contains("2.sql:4") && err.contains("missing_table"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -51,19 +51,31 @@ impl Drop for TestServer {
     }
 }
 
-/// Starts a demo server in the current runtime.
+/// Starts a demo server on its own runtime, built as `rankql serve` builds it.
 pub async fn start_server() -> TestServer {
-    let listener = rankql::server::bind("127.0.0.1", 0).await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let engine = demo_engine().await;
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        rankql::server::serve(listener, engine.context, shutdown).await.expect("serve");
+    let (ready, port) = oneshot::channel::<u16>();
+    std::thread::spawn(move || {
+        rankql::server::runtime()
+            .expect("runtime")
+            .block_on(async move {
+                let listener = rankql::server::bind("127.0.0.1", 0).await.expect("bind");
+                let engine = demo_engine().await;
+                ready
+                    .send(listener.local_addr().expect("address").port())
+                    .expect("test waits");
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                rankql::server::serve(listener, engine.context, shutdown)
+                    .await
+                    .expect("serve");
+            });
     });
-    TestServer { port, stop: Some(stop) }
+    TestServer {
+        port: port.await.expect("server starts"),
+        stop: Some(stop),
+    }
 }
 
 /// A tokio-postgres client connected to `port`.

@@ -28,7 +28,8 @@ fn registry() -> ModelRegistry {
 #[test]
 fn matches_python_onnxruntime_reference() {
     let path = repo_root().join("tests/fixtures/embed_reference.json");
-    let reference: Reference = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let reference: Reference =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let embedder = registry().embedder(&reference.model).unwrap();
     let texts: Vec<&str> = reference.texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed(&texts).unwrap();
@@ -57,15 +58,24 @@ fn batch_composition_does_not_change_a_vector() {
 fn paraphrases_beat_unrelated_pairs() {
     let embedder = registry().embedder("minilm").unwrap();
     let pairs = [
-        ("running shoes for a marathon", "sneakers for long-distance running"),
+        (
+            "running shoes for a marathon",
+            "sneakers for long-distance running",
+        ),
         ("espresso machine", "a machine that makes coffee"),
-        ("dog bed for large dogs", "big cushion for your dog to sleep on"),
+        (
+            "dog bed for large dogs",
+            "big cushion for your dog to sleep on",
+        ),
     ];
     for (a, b) in pairs {
         let v = embedder.embed(&[a, b, "vitamin C face serum"]).unwrap();
         let paraphrase = cosine(&v[0], &v[1]);
         let unrelated = cosine(&v[0], &v[2]).max(cosine(&v[1], &v[2]));
-        assert!(paraphrase > unrelated + 0.1, "{a:?}/{b:?}: {paraphrase} vs {unrelated}");
+        assert!(
+            paraphrase > unrelated + 0.1,
+            "{a:?}/{b:?}: {paraphrase} vs {unrelated}"
+        );
     }
 }
 
@@ -75,7 +85,9 @@ fn duplicates_and_repeats_use_the_cache() {
     let registry = registry();
     let embedder = registry.embedder("minilm").unwrap();
     let before = embedder.texts_embedded();
-    embedder.embed(&["same text", "same text", "same text"]).unwrap();
+    embedder
+        .embed(&["same text", "same text", "same text"])
+        .unwrap();
     assert_eq!(embedder.texts_embedded() - before, 1);
     embedder.embed(&["same text"]).unwrap();
     assert_eq!(embedder.texts_embedded() - before, 1);

@@ -10,12 +10,28 @@ async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
         eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client); .ci/run installs it");
         return None;
     }
-    let mut command = tokio::process::Command::new("psql");
+    let mut command = Command::new("psql");
     command
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "rankql", "-d", "rankql", "-X", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "rankql",
+            "-d",
+            "rankql",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
         .args(args)
         .env("PGCONNECT_TIMEOUT", "10");
-    let output = command.output().await.expect("psql runs");
+    // psql blocks; run it off the runtime's threads, which serve the server under test.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("psql task")
+        .expect("psql runs");
     Some((
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).to_string(),
@@ -26,7 +42,9 @@ async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_queries_and_describes() {
     let server = start_server().await;
-    let Some((ok, out, err)) = psql(server.port, &["-c", "SELECT count(*) AS n FROM products"]).await else {
+    let Some((ok, out, err)) =
+        psql(server.port, &["-c", "SELECT count(*) AS n FROM products"]).await
+    else {
         return;
     };
     assert!(ok && out.contains("300"), "{out}{err}");
@@ -41,11 +59,26 @@ async fn psql_queries_and_describes() {
     assert!(ok, "{err}");
     assert!(out.contains("title") && out.contains("price"), "{out}");
 
-    let (ok, out, err) = psql(server.port, &["-A", "-t", "-c", "SELECT embed('shoes') <=> embed('sneakers') < 0.5"]).await.unwrap();
+    let (ok, out, err) = psql(
+        server.port,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT embed('shoes') <=> embed('sneakers') < 0.5",
+        ],
+    )
+    .await
+    .unwrap();
     assert!(ok && out.trim() == "t", "{out}{err}");
 
     // An error is reported with its SQLSTATE and psql can carry on.
-    let (ok, _, err) = psql(server.port, &["-v", "VERBOSITY=verbose", "-c", "SELECT * FROM nope"]).await.unwrap();
+    let (ok, _, err) = psql(
+        server.port,
+        &["-v", "VERBOSITY=verbose", "-c", "SELECT * FROM nope"],
+    )
+    .await
+    .unwrap();
     assert!(!ok && err.contains("42P01"), "{err}");
 }
 
@@ -62,5 +95,8 @@ async fn bi_tool_introspection_query() {
         return;
     };
     assert!(ok, "{err}");
-    assert!(out.contains("products|title|text") || out.contains("products|title|character varying"), "{out}");
+    assert!(
+        out.contains("products|title|text") || out.contains("products|title|character varying"),
+        "{out}"
+    );
 }

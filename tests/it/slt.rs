@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -31,19 +31,32 @@ impl sqllogictest::AsyncDB for Engine {
             .iter()
             .map(|f| match f.data_type() {
                 t if t.is_integer() => DefaultColumnType::Integer,
-                DataType::Float16 | DataType::Float32 | DataType::Float64 => DefaultColumnType::FloatingPoint,
+                DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                    DefaultColumnType::FloatingPoint
+                }
                 _ => DefaultColumnType::Text,
             })
             .collect();
-        Ok(DBOutput::Rows { types, rows: format_rows(&batches)? })
+        Ok(DBOutput::Rows {
+            types,
+            rows: format_rows(&batches)?,
+        })
     }
 
     async fn shutdown(&mut self) {}
 }
 
 fn is_statement(sql: &str) -> bool {
-    let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-    matches!(first.as_str(), "CREATE" | "DROP" | "INSERT" | "COPY" | "SET")
+    let first = sql
+        .trim_start()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "CREATE" | "DROP" | "INSERT" | "COPY" | "SET"
+    )
 }
 
 fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionError> {
@@ -59,10 +72,17 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionEr
             rows.push(
                 formatters
                     .iter()
-                    .map(|f| {
-                        let text = f.value(row).to_string();
-                        if text.is_empty() { "(empty)".to_string() } else { text }
-                    })
+                    .zip(batch.columns())
+                    .map(
+                        |(f, column)| match column.as_primitive_opt::<Float64Type>() {
+                            // Rust's formatting: 1 rather than 1.0, as DataFusion's .slt files expect.
+                            Some(floats) if floats.is_valid(row) => floats.value(row).to_string(),
+                            _ => match f.value(row).to_string() {
+                                text if text.is_empty() => "(empty)".to_string(),
+                                text => text,
+                            },
+                        },
+                    )
                     .collect(),
             );
         }

@@ -24,11 +24,17 @@ async fn simple_and_extended_protocol() {
     let server = start_server().await;
     let client = connect(server.port).await;
 
-    let rows = client.simple_query("SELECT count(*) FROM products").await.unwrap();
+    let rows = client
+        .simple_query("SELECT count(*) FROM products")
+        .await
+        .unwrap();
     assert_eq!(first_value(&rows), "300");
 
     let row = client
-        .query_one("SELECT title, price FROM products WHERE product_id = $1", &[&7i64])
+        .query_one(
+            "SELECT title, price FROM products WHERE product_id = $1",
+            &[&7i64],
+        )
         .await
         .unwrap();
     assert!(!row.get::<_, String>(0).is_empty());
@@ -41,11 +47,17 @@ async fn simple_and_extended_protocol() {
         .unwrap();
     let mut total = 0i64;
     for user in 1..=200i64 {
-        let row = client.query_one(&statement, &[&user, &"purchase"]).await.unwrap();
+        let row = client
+            .query_one(&statement, &[&user, &"purchase"])
+            .await
+            .unwrap();
         total += row.get::<_, i64>(0);
     }
     let expected = client
-        .query_one("SELECT count(*) FROM events WHERE event_type = 'purchase'", &[])
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'purchase'",
+            &[],
+        )
         .await
         .unwrap()
         .get::<_, i64>(0);
@@ -58,13 +70,22 @@ async fn embed_and_vectors_over_the_wire() {
     let client = connect(server.port).await;
 
     // An untyped text parameter, as drivers send it.
-    let row = client.query_one("SELECT vector_dims(embed($1))", &[&"trail running shoes"]).await.unwrap();
+    let row = client
+        .query_one("SELECT vector_dims(embed($1))", &[&"trail running shoes"])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i32>(0), 384);
 
     // Vectors arrive as pgvector text.
-    let rows = client.simple_query("SELECT embed('hello') AS v").await.unwrap();
+    let rows = client
+        .simple_query("SELECT embed('hello') AS v")
+        .await
+        .unwrap();
     let text = first_value(&rows);
-    assert!(text.starts_with('[') && text.ends_with(']') && text.split(',').count() == 384, "{text}");
+    assert!(
+        text.starts_with('[') && text.ends_with(']') && text.split(',').count() == 384,
+        "{text}"
+    );
 
     // A query vector as a text parameter.
     let row = client
@@ -84,9 +105,16 @@ async fn embed_and_vectors_over_the_wire() {
     assert!(rows.iter().all(|r| r.get::<_, String>(0) == "yoga"));
 }
 
-async fn expect_error(client: &tokio_postgres::Client, sql: &str, state: &SqlState, fragment: &str) {
+async fn expect_error(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    state: &SqlState,
+    fragment: &str,
+) {
     let error = client.simple_query(sql).await.expect_err(sql);
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{sql}: not a server error: {error}"));
+    let db = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{sql}: not a server error: {error}"));
     assert_eq!(db.code(), state, "{sql}: {}", db.message());
     assert!(db.message().contains(fragment), "{sql}: {}", db.message());
 }
@@ -97,15 +125,51 @@ async fn bad_input_gets_sqlstate_and_the_connection_survives() {
     let client = connect(server.port).await;
 
     expect_error(&client, "SELEC 1", &SqlState::SYNTAX_ERROR, "SELEC").await;
-    expect_error(&client, "SELECT * FROM no_such_table", &SqlState::UNDEFINED_TABLE, "no_such_table").await;
-    expect_error(&client, "SELECT no_such_function(1)", &SqlState::UNDEFINED_FUNCTION, "no_such_function").await;
-    expect_error(&client, "SELECT cosine(1, 2)", &SqlState::DATATYPE_MISMATCH, "must be a vector").await;
-    expect_error(&client, "SELECT cosine('[1,2]', '[1,2,3]')", &SqlState::INVALID_PARAMETER_VALUE, "2 vs 3").await;
-    expect_error(&client, "SELECT embed('nope', 'x')", &SqlState::UNDEFINED_FILE, "not installed").await;
+    expect_error(
+        &client,
+        "SELECT * FROM no_such_table",
+        &SqlState::UNDEFINED_TABLE,
+        "no_such_table",
+    )
+    .await;
+    expect_error(
+        &client,
+        "SELECT no_such_function(1)",
+        &SqlState::UNDEFINED_FUNCTION,
+        "no_such_function",
+    )
+    .await;
+    expect_error(
+        &client,
+        "SELECT cosine(1, 2)",
+        &SqlState::DATATYPE_MISMATCH,
+        "must be a vector",
+    )
+    .await;
+    expect_error(
+        &client,
+        "SELECT cosine('[1,2]', '[1,2,3]')",
+        &SqlState::INVALID_PARAMETER_VALUE,
+        "2 vs 3",
+    )
+    .await;
+    expect_error(
+        &client,
+        "SELECT embed('nope', 'x')",
+        &SqlState::UNDEFINED_FILE,
+        "not installed",
+    )
+    .await;
 
     // Same errors through the extended protocol.
-    let error = client.query("SELECT * FROM no_such_table WHERE x = $1", &[&1i64]).await.unwrap_err();
-    assert_eq!(error.as_db_error().unwrap().code(), &SqlState::UNDEFINED_TABLE);
+    let error = client
+        .query("SELECT * FROM no_such_table WHERE x = $1", &[&1i64])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.as_db_error().unwrap().code(),
+        &SqlState::UNDEFINED_TABLE
+    );
 
     // The connection is still usable.
     let rows = client.simple_query("SELECT 1 + 1").await.unwrap();
@@ -114,15 +178,23 @@ async fn bad_input_gets_sqlstate_and_the_connection_survives() {
 
 async fn server_still_answers(port: u16) {
     let client = connect(port).await;
-    let rows = client.simple_query("SELECT count(*) FROM users").await.unwrap();
+    let rows = client
+        .simple_query("SELECT count(*) FROM users")
+        .await
+        .unwrap();
     assert_eq!(first_value(&rows), "200");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes_do_not_hurt_the_server() {
     let server = start_server().await;
-    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    socket.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage").await.unwrap();
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage")
+        .await
+        .unwrap();
     let mut buffer = [0u8; 256];
     let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer)).await;
     drop(socket);
@@ -133,14 +205,29 @@ async fn garbage_bytes_do_not_hurt_the_server() {
 async fn oversized_message_is_refused() {
     let server = start_server().await;
     let client = connect(server.port).await;
-    // A 64 MiB query text: far beyond any real statement.
-    let huge = format!("SELECT '{}'", "x".repeat(64 << 20));
-    let result = tokio::time::timeout(Duration::from_secs(60), client.simple_query(&huge)).await;
-    assert!(matches!(result, Ok(Err(_))), "an oversized message must be refused");
+    // A 20 MiB statement: beyond rankql's 16 MiB limit.
+    let huge = format!("SELECT '{}'", "x".repeat(20 << 20));
+    let error = client
+        .simple_query(&huge)
+        .await
+        .expect_err("an oversized statement is refused");
+    let db = error.as_db_error().expect("a server error");
+    assert_eq!(db.code(), &SqlState::PROGRAM_LIMIT_EXCEEDED);
+    assert!(
+        db.message().contains("exceeds rankql's limit"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(
+        first_value(&client.simple_query("SELECT 'still here'").await.unwrap()),
+        "still here"
+    );
     server_still_answers(server.port).await;
 
     // A message header claiming 1 GiB after a valid startup.
-    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
     let mut startup = Vec::new();
     let params = b"user\0rankql\0database\0rankql\0\0";
     startup.extend_from_slice(&((8 + params.len()) as i32).to_be_bytes());
@@ -174,19 +261,40 @@ async fn external_tables_and_copy_to_over_the_wire() {
     let server = start_server().await;
     let client = connect(server.port).await;
     let dir = tempfile::tempdir().unwrap();
+    // Postgres-style COPY (format from the extension) and DataFusion's STORED AS.
     let file = dir.path().join("running.parquet");
     client
         .simple_query(&format!(
-            "COPY (SELECT product_id, title, price FROM products WHERE category = 'running') TO '{}' STORED AS PARQUET",
+            "COPY (SELECT product_id, title, price FROM products WHERE category = 'running') TO '{}'",
             file.display()
         ))
         .await
         .unwrap();
-    client
-        .simple_query(&format!("CREATE EXTERNAL TABLE running STORED AS PARQUET LOCATION '{}'", file.display()))
+    let messages = client
+        .simple_query(&format!(
+            "COPY (SELECT product_id FROM products WHERE category = 'yoga') TO '{}' STORED AS PARQUET",
+            dir.path().join("yoga.parquet").display()
+        ))
         .await
         .unwrap();
-    let rows = client.simple_query("SELECT count(*) FROM running").await.unwrap();
+    assert!(
+        matches!(
+            messages.last(),
+            Some(SimpleQueryMessage::CommandComplete(30))
+        ),
+        "{messages:?}"
+    );
+    client
+        .simple_query(&format!(
+            "CREATE EXTERNAL TABLE running STORED AS PARQUET LOCATION '{}'",
+            file.display()
+        ))
+        .await
+        .unwrap();
+    let rows = client
+        .simple_query("SELECT count(*) FROM running")
+        .await
+        .unwrap();
     assert_eq!(first_value(&rows), "30");
 
     let csv = dir.path().join("brands.csv");
@@ -198,12 +306,18 @@ async fn external_tables_and_copy_to_over_the_wire() {
         ))
         .await
         .unwrap();
-    let rows = client.simple_query("SELECT country FROM brands WHERE brand = 'Lotus'").await.unwrap();
+    let rows = client
+        .simple_query("SELECT country FROM brands WHERE brand = 'Lotus'")
+        .await
+        .unwrap();
     assert_eq!(first_value(&rows), "IN");
 }
 
 #[tokio::test]
 async fn non_loopback_bind_is_refused() {
-    let error = rankql::server::bind("0.0.0.0", 0).await.unwrap_err().to_string();
+    let error = rankql::server::bind("0.0.0.0", 0)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("refusing to listen on 0.0.0.0"), "{error}");
 }

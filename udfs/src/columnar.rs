@@ -8,7 +8,9 @@ use datafusion::logical_expr::ColumnarValue;
 /// constant arguments stay cheap), and as an array otherwise.
 pub fn scalar_if_all_scalar(args: &[ColumnarValue], output: ArrayRef) -> Result<ColumnarValue> {
     if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&output, 0)?));
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &output, 0,
+        )?));
     }
     Ok(ColumnarValue::Array(output))
 }

@@ -49,7 +49,9 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 
 /// The window functions: `softmax_rank`.
 pub fn window_functions() -> Vec<WindowUDF> {
-    vec![WindowUDF::new_from_impl(rank::softmax_rank::SoftmaxRank::default())]
+    vec![WindowUDF::new_from_impl(
+        rank::softmax_rank::SoftmaxRank::default(),
+    )]
 }
 
 /// Registers every rankql function in `ctx`; `embed()` and `embed_stats()` use the

@@ -11,8 +11,8 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use rand::Rng;
 
@@ -39,11 +39,14 @@ pub fn epsilon_greedy_key(score: f64, epsilon: f64, seed: Option<i64>) -> Result
         return exec_err!("epsilon_greedy: epsilon must be in [0, 1], got {epsilon}");
     }
     let mut rng = row_rng(seed);
-    Ok(if rng.random::<f64>() < epsilon { rng.random::<f64>() } else { score })
+    Ok(if rng.random::<f64>() < epsilon {
+        rng.random::<f64>()
+    } else {
+        score
+    })
 }
 
 impl ScalarUDFImpl for EpsilonGreedy {
-
     fn name(&self) -> &str {
         "epsilon_greedy"
     }

@@ -47,7 +47,11 @@ pub fn coerce_with_seed(
                 );
             }
             let is_seed = position == max_numbers;
-            Ok(if is_seed { DataType::Int64 } else { DataType::Float64 })
+            Ok(if is_seed {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            })
         })
         .collect()
 }

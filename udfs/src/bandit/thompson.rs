@@ -10,8 +10,8 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use rand_distr::{Beta, Distribution};
 
@@ -45,7 +45,6 @@ pub fn thompson_sample(successes: f64, failures: f64, seed: Option<i64>) -> Resu
 }
 
 impl ScalarUDFImpl for Thompson {
-
     fn name(&self) -> &str {
         "thompson"
     }

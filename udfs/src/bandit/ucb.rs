@@ -10,8 +10,8 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use crate::columnar::scalar_if_all_scalar;
@@ -40,12 +40,15 @@ pub fn ucb_score(clicks: f64, impressions: f64, total: f64, c: f64) -> Result<f6
     if impressions == 0.0 {
         return Ok(f64::INFINITY);
     }
-    let bonus = if total > 1.0 { (2.0 * total.ln() / impressions).sqrt() } else { 0.0 };
+    let bonus = if total > 1.0 {
+        (2.0 * total.ln() / impressions).sqrt()
+    } else {
+        0.0
+    };
     Ok(clicks / impressions + c * bonus)
 }
 
 impl ScalarUDFImpl for Ucb {
-
     fn name(&self) -> &str {
         "ucb"
     }
@@ -70,15 +73,23 @@ impl ScalarUDFImpl for Ucb {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let columns: Vec<&Float64Array> =
-            arrays.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
+        let columns: Vec<&Float64Array> = arrays
+            .iter()
+            .map(|a| a.as_primitive::<Float64Type>())
+            .collect();
         let values = (0..columns[0].len())
             .map(|i| {
                 if columns.iter().any(|c| c.is_null(i)) {
                     return Ok(None);
                 }
                 let c = columns.get(3).map_or(1.0, |c| c.value(i));
-                ucb_score(columns[0].value(i), columns[1].value(i), columns[2].value(i), c).map(Some)
+                ucb_score(
+                    columns[0].value(i),
+                    columns[1].value(i),
+                    columns[2].value(i),
+                    c,
+                )
+                .map(Some)
             })
             .collect::<Result<Float64Array>>()?;
         scalar_if_all_scalar(&args.args, Arc::new(values))

@@ -58,7 +58,9 @@ impl EmbeddingCache {
     /// A cache of at most `capacity` vectors (0 disables caching).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("≥ 1"))),
+            entries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity.max(1)).expect("≥ 1"),
+            )),
             capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -68,8 +70,16 @@ impl EmbeddingCache {
 
     /// The vector for `key`, counting a hit or a miss.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<[f32]>> {
-        let found = if self.capacity == 0 { None } else { self.entries.lock().get(key).cloned() };
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let found = if self.capacity == 0 {
+            None
+        } else {
+            self.entries.lock().get(key).cloned()
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -112,6 +122,9 @@ mod tests {
         assert!(cache.get(&CacheKey::new("m", "c")).is_some());
         assert!(cache.get(&CacheKey::new("other", "c")).is_none());
         let stats = cache.stats();
-        assert_eq!((stats.entries, stats.hits, stats.misses, stats.evictions), (2, 1, 2, 1));
+        assert_eq!(
+            (stats.entries, stats.hits, stats.misses, stats.evictions),
+            (2, 1, 2, 1)
+        );
     }
 }

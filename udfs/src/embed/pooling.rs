@@ -52,8 +52,14 @@ mod tests {
     fn mean_ignores_padding() {
         // batch 1, seq 3 (2 real tokens), dim 2
         let hidden = [1.0, 2.0, 3.0, 4.0, 100.0, 100.0];
-        assert_eq!(pool(&hidden, 3, 2, 0, 2, Pooling::Mean, false), vec![2.0, 3.0]);
-        assert_eq!(pool(&hidden, 3, 2, 0, 2, Pooling::Cls, false), vec![1.0, 2.0]);
+        assert_eq!(
+            pool(&hidden, 3, 2, 0, 2, Pooling::Mean, false),
+            vec![2.0, 3.0]
+        );
+        assert_eq!(
+            pool(&hidden, 3, 2, 0, 2, Pooling::Cls, false),
+            vec![1.0, 2.0]
+        );
         let unit = pool(&hidden, 3, 2, 0, 2, Pooling::Mean, true);
         assert!((unit.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-6);
     }

@@ -27,7 +27,11 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    fn load(name: &str, options: &EmbedOptions, cache: Arc<EmbeddingCache>) -> Result<Self, EmbedError> {
+    fn load(
+        name: &str,
+        options: &EmbedOptions,
+        cache: Arc<EmbeddingCache>,
+    ) -> Result<Self, EmbedError> {
         let dir = options.models_dir.join(name);
         let config = ModelConfig::load(&dir)?;
         let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), name, config.max_tokens)?;
@@ -35,8 +39,12 @@ impl Embedder {
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
         let mut device = options.device;
         for _ in 0..options.sessions.max(1) {
-            let (session, used) =
-                ModelSession::create(environment, &dir.join("model.onnx"), device, options.intra_threads)?;
+            let (session, used) = ModelSession::create(
+                environment,
+                &dir.join("model.onnx"),
+                device,
+                options.intra_threads,
+            )?;
             // Once CUDA has failed, later sessions go straight to the CPU.
             device = used;
             sessions.push(Mutex::new(session));
@@ -97,19 +105,28 @@ impl Embedder {
             .iter()
             .map(|text| self.cache.get(&CacheKey::new(&self.name, text)))
             .collect();
-        let missing: Vec<usize> = (0..vectors.len()).filter(|i| vectors[*i].is_none()).collect();
+        let missing: Vec<usize> = (0..vectors.len())
+            .filter(|i| vectors[*i].is_none())
+            .collect();
         if !missing.is_empty() {
             let missing_texts: Vec<&str> = missing.iter().map(|i| unique_texts[*i]).collect();
             let computed = self.embed_uncached(&missing_texts)?;
             for (index, vector) in missing.into_iter().zip(computed) {
                 let vector: Arc<[f32]> = Arc::from(vector);
-                self.cache.insert(CacheKey::new(&self.name, unique_texts[index]), vector.clone());
+                self.cache.insert(
+                    CacheKey::new(&self.name, unique_texts[index]),
+                    vector.clone(),
+                );
                 vectors[index] = Some(vector);
             }
         }
         Ok(slots
             .into_iter()
-            .map(|slot| vectors[slot].clone().expect("every unique text was embedded"))
+            .map(|slot| {
+                vectors[slot]
+                    .clone()
+                    .expect("every unique text was embedded")
+            })
             .collect())
     }
 
@@ -134,7 +151,9 @@ impl Embedder {
         let next_batch = AtomicUsize::new(0);
         let work = |session: &Mutex<ModelSession>| loop {
             let index = next_batch.fetch_add(1, Ordering::Relaxed);
-            let Some(batch) = batches.get(index) else { break };
+            let Some(batch) = batches.get(index) else {
+                break;
+            };
             let texts: Vec<&TokenizedText> = batch.iter().map(|i| &tokens[*i]).collect();
             let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
             *results[index].lock() = Some(self.infer(&mut session.lock(), &texts, longest));
@@ -158,7 +177,8 @@ impl Embedder {
                 output[*index] = vector;
             }
         }
-        self.texts_embedded.fetch_add(tokens.len() as u64, Ordering::Relaxed);
+        self.texts_embedded
+            .fetch_add(tokens.len() as u64, Ordering::Relaxed);
         Ok(output)
     }
 
@@ -173,15 +193,30 @@ impl Embedder {
         if dim != self.config.dimension {
             return Err(EmbedError::BadOutput {
                 model: self.name.clone(),
-                reason: format!("vectors of {dim} dimensions, model.json says {}", self.config.dimension),
+                reason: format!(
+                    "vectors of {dim} dimensions, model.json says {}",
+                    self.config.dimension
+                ),
             });
         }
         Ok(batch
             .iter()
             .enumerate()
             .map(|(row, text)| {
-                let tokens = if seq_out == 1 { 1 } else { text.len().min(seq_out) };
-                pool(&hidden, seq_out, dim, row, tokens, self.config.pooling, self.config.normalize)
+                let tokens = if seq_out == 1 {
+                    1
+                } else {
+                    text.len().min(seq_out)
+                };
+                pool(
+                    &hidden,
+                    seq_out,
+                    dim,
+                    row,
+                    tokens,
+                    self.config.pooling,
+                    self.config.normalize,
+                )
             })
             .collect())
     }
@@ -201,7 +236,9 @@ pub struct ModelRegistry {
 
 impl std::fmt::Debug for ModelRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelRegistry").field("options", &self.options).finish()
+        f.debug_struct("ModelRegistry")
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -286,7 +323,11 @@ impl ModelRegistry {
         Err(EmbedError::ModelNotInstalled {
             name: name.to_string(),
             dir: self.options.models_dir.clone(),
-            available: if installed.is_empty() { "none".into() } else { installed.join(", ") },
+            available: if installed.is_empty() {
+                "none".into()
+            } else {
+                installed.join(", ")
+            },
         })
     }
 }

@@ -27,7 +27,10 @@ pub fn environment(library: &Path) -> Result<&'static Environment, EmbedError> {
     ENVIRONMENT
         .get_or_init(|| {
             let builder = ort::init_from(library).map_err(|e| e.to_string())?;
-            builder.with_name("rankql").build().map_err(|e| e.to_string())
+            builder
+                .with_name("rankql")
+                .build()
+                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| EmbedError::Runtime(format!("loading {}: {e}", library.display())))
@@ -49,19 +52,35 @@ impl ModelSession {
         intra_threads: usize,
     ) -> Result<(Self, Device), EmbedError> {
         let (session, used) = match device {
-            Device::Cpu => (cpu_session(environment, model_path, intra_threads)?, Device::Cpu),
+            Device::Cpu => (
+                cpu_session(environment, model_path, intra_threads)?,
+                Device::Cpu,
+            ),
             Device::Cuda | Device::Auto => match cuda_session(environment, model_path) {
                 Ok(session) => (session, Device::Cuda),
                 Err(reason) => {
                     tracing::warn!(
                         "CUDA could not start ({reason}); embed() falls back to the CPU"
                     );
-                    (cpu_session(environment, model_path, intra_threads)?, Device::Cpu)
+                    (
+                        cpu_session(environment, model_path, intra_threads)?,
+                        Device::Cpu,
+                    )
                 }
             },
         };
-        let input_names = session.inputs().iter().map(|i| i.name().to_string()).collect();
-        Ok((Self { session, input_names }, used))
+        let input_names = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        Ok((
+            Self {
+                session,
+                input_names,
+            },
+            used,
+        ))
     }
 
     /// Runs a micro-batch padded to `seq` tokens; returns the flat `[batch, seq', dim]`
@@ -86,11 +105,9 @@ impl ModelSession {
                 "input_ids" => ids.clone(),
                 "attention_mask" => mask.clone(),
                 "token_type_ids" => vec![0i64; rows * seq],
-                other => {
-                    return Err(EmbedError::Runtime(format!(
-                        "model input '{other}' is not one of input_ids, attention_mask, token_type_ids"
-                    )))
-                }
+                other => return Err(EmbedError::Runtime(format!(
+                    "model input '{other}' is not one of input_ids, attention_mask, token_type_ids"
+                ))),
             };
             inputs.push((name.clone(), Tensor::from_array((shape, values))?.into()));
         }

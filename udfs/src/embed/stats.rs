@@ -55,7 +55,10 @@ impl TableFunctionImpl for EmbedStats {
         let devices: Vec<Option<String>> = if models.is_empty() {
             vec![None]
         } else {
-            models.iter().map(|m| Some(m.device().to_string())).collect()
+            models
+                .iter()
+                .map(|m| Some(m.device().to_string()))
+                .collect()
         };
         let embedded: Vec<u64> = if models.is_empty() {
             vec![0]

@@ -69,13 +69,13 @@ impl TextTokenizer {
     /// Tokenises each text.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<TokenizedText>, EmbedError> {
         let inputs: Vec<&str> = texts.iter().map(|t| self.head(t)).collect();
-        let encodings = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| EmbedError::Tokenizer {
-                model: self.model.clone(),
-                reason: e.to_string(),
-            })?;
+        let encodings =
+            self.inner
+                .encode_batch(inputs, true)
+                .map_err(|e| EmbedError::Tokenizer {
+                    model: self.model.clone(),
+                    reason: e.to_string(),
+                })?;
         Ok(encodings
             .into_iter()
             .map(|e| TokenizedText {

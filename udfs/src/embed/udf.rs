@@ -8,8 +8,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_datafusion_err, plan_datafusion_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDFImpl, Signature, Volatility, scalar_doc_sections::DOC_SECTION_OTHER,
+    scalar_doc_sections::DOC_SECTION_OTHER, ColumnarValue, Documentation, DocumentationBuilder,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::registry::ModelRegistry;
@@ -34,13 +34,22 @@ impl Embed {
     }
 
     /// The model named by a call's arguments: the literal first argument, or the default.
-    fn model_name<'a>(&'a self, scalar_arguments: &'a [Option<&'a ScalarValue>]) -> Result<&'a str> {
+    fn model_name<'a>(
+        &'a self,
+        scalar_arguments: &'a [Option<&'a ScalarValue>],
+    ) -> Result<&'a str> {
         if scalar_arguments.len() < 2 {
             return Ok(self.registry.resolve(None));
         }
         match scalar_arguments[0] {
-            Some(ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name)) | ScalarValue::LargeUtf8(Some(name))) => Ok(name),
-            _ => plan_err!("embed: the model name must be a constant string, as in embed('minilm', text)"),
+            Some(
+                ScalarValue::Utf8(Some(name))
+                | ScalarValue::Utf8View(Some(name))
+                | ScalarValue::LargeUtf8(Some(name)),
+            ) => Ok(name),
+            _ => plan_err!(
+                "embed: the model name must be a constant string, as in embed('minilm', text)"
+            ),
         }
     }
 }
@@ -58,7 +67,6 @@ impl std::hash::Hash for Embed {
 }
 
 impl ScalarUDFImpl for Embed {
-
     fn name(&self) -> &str {
         "embed"
     }
@@ -69,7 +77,10 @@ impl ScalarUDFImpl for Embed {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.is_empty() || arg_types.len() > 2 {
-            return plan_err!("embed takes ([model,] text), got {} arguments", arg_types.len());
+            return plan_err!(
+                "embed takes ([model,] text), got {} arguments",
+                arg_types.len()
+            );
         }
         for data_type in arg_types {
             let is_text = matches!(
@@ -77,7 +88,9 @@ impl ScalarUDFImpl for Embed {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
             );
             if !is_text {
-                return plan_err!("embed: text must be a string, got {data_type}; cast it with ::text");
+                return plan_err!(
+                    "embed: text must be a string, got {data_type}; cast it with ::text"
+                );
             }
         }
         Ok(vec![DataType::Utf8; arg_types.len()])
@@ -93,27 +106,32 @@ impl ScalarUDFImpl for Embed {
             .registry
             .config(name)
             .map_err(|e| plan_datafusion_err!("embed: {e}"))?;
-        Ok(Arc::new(vector_field(self.name(), vector_type(config.dimension))))
+        Ok(Arc::new(vector_field(
+            self.name(),
+            vector_type(config.dimension),
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let DataType::FixedSizeList(item, dimension) = args.return_field.data_type() else {
-            return plan_err!("embed: unexpected return type {}", args.return_field.data_type());
+            return plan_err!(
+                "embed: unexpected return type {}",
+                args.return_field.data_type()
+            );
         };
-        let model = match args.args.len() {
-            2 => match &args.args[0] {
-                ColumnarValue::Scalar(name) => Some(name.to_string()),
-                ColumnarValue::Array(_) => {
-                    return plan_err!("embed: the model name must be a constant string")
-                }
-            },
-            _ => None,
+        let model = match args.args.first().filter(|_| args.args.len() == 2) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => Some(name.clone()),
+            Some(_) => return plan_err!("embed: the model name must be a constant string"),
+            None => None,
         };
         let embedder = self
             .registry
             .embedder(self.registry.resolve(model.as_deref()))
             .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
-        let texts = cast(&args.args[args.args.len() - 1].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let texts = cast(
+            &args.args[args.args.len() - 1].to_array(args.number_rows)?,
+            &DataType::Utf8,
+        )?;
         let texts = texts.as_string::<i32>();
         let present: Vec<&str> = texts.iter().flatten().collect();
         let vectors = run_blocking(|| embedder.embed(&present))
@@ -128,7 +146,10 @@ impl ScalarUDFImpl for Embed {
                 None => values.extend(std::iter::repeat_n(0.0, dimension_usize)),
             }
         }
-        let nulls = texts.nulls().cloned().or_else(|| Some(NullBuffer::new_valid(texts.len())));
+        let nulls = texts
+            .nulls()
+            .cloned()
+            .or_else(|| Some(NullBuffer::new_valid(texts.len())));
         let list = FixedSizeListArray::try_new(
             Arc::new(Field::clone(item)),
             *dimension,

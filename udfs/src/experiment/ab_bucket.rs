@@ -13,8 +13,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_OTHER,
+    scalar_doc_sections::DOC_SECTION_OTHER, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -57,7 +57,6 @@ pub fn bucket(user_id: &str, experiment: &str, weights: &[f32]) -> Result<i32> {
 }
 
 impl ScalarUDFImpl for AbBucket {
-
     fn name(&self) -> &str {
         "ab_bucket"
     }
@@ -132,7 +131,10 @@ mod tests {
 
     #[test]
     fn stable_and_weighted() {
-        assert_eq!(bucket("42", "exp", &[1.0, 1.0]).unwrap(), bucket("42", "exp", &[1.0, 1.0]).unwrap());
+        assert_eq!(
+            bucket("42", "exp", &[1.0, 1.0]).unwrap(),
+            bucket("42", "exp", &[1.0, 1.0]).unwrap()
+        );
         let treated = (0..100_000)
             .filter(|id| bucket(&id.to_string(), "exp", &[90.0, 10.0]).unwrap() == 1)
             .count();

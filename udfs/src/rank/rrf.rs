@@ -7,13 +7,13 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::columnar::scalar_if_all_scalar;
 use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{exec_err, plan_err, Result};
-use crate::columnar::scalar_if_all_scalar;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The default `k` of reciprocal-rank fusion, as in the original paper.
@@ -34,7 +34,6 @@ impl Default for Rrf {
 }
 
 impl ScalarUDFImpl for Rrf {
-
     fn name(&self) -> &str {
         "rrf"
     }
@@ -45,7 +44,10 @@ impl ScalarUDFImpl for Rrf {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.is_empty() || arg_types.len() > 2 {
-            return plan_err!("rrf takes a rank and an optional k, got {} arguments", arg_types.len());
+            return plan_err!(
+                "rrf takes a rank and an optional k, got {} arguments",
+                arg_types.len()
+            );
         }
         for data_type in arg_types {
             if !(data_type.is_numeric() || data_type.is_null()) {

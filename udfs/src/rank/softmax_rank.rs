@@ -13,8 +13,8 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
-    Documentation, DocumentationBuilder, PartitionEvaluator, Signature, Volatility,
-    WindowUDFImpl, window_doc_sections::DOC_SECTION_ANALYTICAL,
+    window_doc_sections::DOC_SECTION_ANALYTICAL, Documentation, DocumentationBuilder,
+    PartitionEvaluator, Signature, Volatility, WindowUDFImpl,
 };
 
 /// The `softmax_rank` window UDF.
@@ -32,7 +32,6 @@ impl Default for SoftmaxRank {
 }
 
 impl WindowUDFImpl for SoftmaxRank {
-
     fn name(&self) -> &str {
         "softmax_rank"
     }
@@ -56,12 +55,19 @@ impl WindowUDFImpl for SoftmaxRank {
         Ok(vec![DataType::Float64; arg_types.len()])
     }
 
-    fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+    fn partition_evaluator(
+        &self,
+        _args: PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
         Ok(Box::new(SoftmaxEvaluator))
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        Ok(Arc::new(Field::new(field_args.name(), DataType::Float64, true)))
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Float64,
+            true,
+        )))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -132,7 +138,10 @@ fn softmax(scores: &Float64Array, temperature: f64, num_rows: usize) -> Float64A
         .sum();
     scores
         .iter()
-        .map(|s| s.filter(|s| !s.is_nan()).map(|s| ((s - max) / temperature).exp() / total))
+        .map(|s| {
+            s.filter(|s| !s.is_nan())
+                .map(|s| ((s - max) / temperature).exp() / total)
+        })
         .collect()
 }
 

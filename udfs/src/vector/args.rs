@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, GenericListArray,
-    OffsetSizeTrait,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, GenericListArray, OffsetSizeTrait,
 };
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
@@ -31,16 +30,20 @@ pub fn vector_type(dimension: usize) -> DataType {
 /// A result field of vector type, tagged so that it is sent as pgvector's `vector`.
 pub fn vector_field(name: &str, data_type: DataType) -> Field {
     Field::new(name, data_type, true).with_metadata(
-        [(PG_VECTOR_METADATA.0.to_string(), PG_VECTOR_METADATA.1.to_string())].into(),
+        [(
+            PG_VECTOR_METADATA.0.to_string(),
+            PG_VECTOR_METADATA.1.to_string(),
+        )]
+        .into(),
     )
 }
 
 /// Whether `data_type` is a form a vector argument may take.
 pub fn is_vector_like(data_type: &DataType) -> bool {
     match data_type {
-        DataType::FixedSizeList(field, _)
-        | DataType::List(field)
-        | DataType::LargeList(field) => field.data_type().is_numeric() || field.data_type().is_null(),
+        DataType::FixedSizeList(field, _) | DataType::List(field) | DataType::LargeList(field) => {
+            field.data_type().is_numeric() || field.data_type().is_null()
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
         _ => false,
     }
@@ -115,26 +118,30 @@ impl Vectors {
 
     fn from_fixed(list: &FixedSizeListArray, function: &str) -> Result<Self> {
         let values = list.values().as_primitive::<Float32Type>();
-        reject_null_elements(values, function)?;
         let dimension = list.value_length() as usize;
-        let first = if list.is_empty() { 0 } else { list.value_offset(0) as usize };
-        Ok(Self {
+        let first = if list.is_empty() {
+            0
+        } else {
+            list.value_offset(0) as usize
+        };
+        Self {
             values: values.values().clone(),
             layout: Layout::Fixed { first, dimension },
             nulls: list.nulls().cloned(),
             len: list.len(),
-        })
+        }
+        .reject_null_elements(values, function)
     }
 
     fn from_list<O: OffsetSizeTrait>(list: &GenericListArray<O>, function: &str) -> Result<Self> {
         let values = list.values().as_primitive::<Float32Type>();
-        reject_null_elements(values, function)?;
-        Ok(Self {
+        Self {
             values: values.values().clone(),
             layout: Layout::Offsets(list.value_offsets().iter().map(|o| o.as_usize()).collect()),
             nulls: list.nulls().cloned(),
             len: list.len(),
-        })
+        }
+        .reject_null_elements(values, function)
     }
 
     fn from_text(array: &ArrayRef, function: &str) -> Result<Self> {
@@ -156,6 +163,37 @@ impl Vectors {
         })
     }
 
+    /// Checks that no non-NULL row holds a NULL element (slots under NULL rows may).
+    fn reject_null_elements(self, values: &Float32Array, function: &str) -> Result<Self> {
+        let Some(element_nulls) = values.nulls().filter(|n| n.null_count() > 0) else {
+            return Ok(self);
+        };
+        for i in 0..self.len {
+            if let Some(range) = self.row_range(i) {
+                if range.into_iter().any(|slot| element_nulls.is_null(slot)) {
+                    return exec_err!(
+                        "{function}: vector elements must not be NULL (row {})",
+                        i + 1
+                    );
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Where row `i`'s values lie in the flat buffer, or `None` when the row is NULL.
+    fn row_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        if self.nulls.as_ref().is_some_and(|nulls| nulls.is_null(i)) {
+            return None;
+        }
+        Some(match &self.layout {
+            Layout::Fixed { first, dimension } => {
+                first + i * dimension..first + (i + 1) * dimension
+            }
+            Layout::Offsets(offsets) => offsets[i]..offsets[i + 1],
+        })
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.len
@@ -169,16 +207,7 @@ impl Vectors {
     /// Row `i`'s values, or `None` when the row is NULL.
     #[inline]
     pub fn row(&self, i: usize) -> Option<&[f32]> {
-        if self.nulls.as_ref().is_some_and(|nulls| nulls.is_null(i)) {
-            return None;
-        }
-        Some(match &self.layout {
-            Layout::Fixed { first, dimension } => {
-                let start = first + i * dimension;
-                &self.values[start..start + dimension]
-            }
-            Layout::Offsets(offsets) => &self.values[offsets[i]..offsets[i + 1]],
-        })
+        self.row_range(i).map(|range| &self.values[range])
     }
 }
 
@@ -257,13 +286,6 @@ fn float32_list<O: OffsetSizeTrait>(array: &ArrayRef) -> Result<GenericListArray
     Ok(cast(array, &target)?.as_list::<O>().clone())
 }
 
-fn reject_null_elements(values: &Float32Array, function: &str) -> Result<()> {
-    if values.null_count() > 0 {
-        return exec_err!("{function}: vector elements must not be NULL");
-    }
-    Ok(())
-}
-
 /// The error for two vectors of different dimensions, naming both.
 pub fn dimension_mismatch<T>(function: &str, left: usize, right: usize) -> Result<T> {
     exec_err!("{function}: vector dimensions differ: {left} vs {right}")
@@ -296,23 +318,35 @@ mod tests {
         let list: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
             Some(vec![Some(3.0), Some(4.0)]),
         ]));
-        assert_eq!(Vectors::try_new(&list, "t").unwrap().row(0), Some(&[3.0, 4.0][..]));
+        assert_eq!(
+            Vectors::try_new(&list, "t").unwrap().row(0),
+            Some(&[3.0, 4.0][..])
+        );
     }
 
     #[test]
     fn sliced_fixed_size_list_keeps_its_offset() {
-        let ScalarValue::FixedSizeList(list) = scalar_vector(&[1.0, 2.0]) else { unreachable!() };
+        let ScalarValue::FixedSizeList(list) = scalar_vector(&[1.0, 2.0]) else {
+            unreachable!()
+        };
         let array: ArrayRef = list;
         let two = datafusion::arrow::compute::concat(&[array.as_ref(), array.as_ref()]).unwrap();
         let sliced = two.slice(1, 1);
-        assert_eq!(Vectors::try_new(&sliced, "t").unwrap().row(0), Some(&[1.0, 2.0][..]));
+        assert_eq!(
+            Vectors::try_new(&sliced, "t").unwrap().row(0),
+            Some(&[1.0, 2.0][..])
+        );
     }
 
     #[test]
     fn bad_text_names_the_value() {
-        let err = parse_vector_text("[1, x]", "cosine").unwrap_err().to_string();
+        let err = parse_vector_text("[1, x]", "cosine")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'x'"), "{err}");
-        let err = parse_vector_text("hello", "cosine").unwrap_err().to_string();
+        let err = parse_vector_text("hello", "cosine")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'hello'"), "{err}");
     }
 }

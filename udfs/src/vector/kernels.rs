@@ -139,7 +139,11 @@ mod tests {
 
     /// f32 accumulation over `len` terms: allow an error proportional to the magnitudes.
     fn tolerance(a: &[f32], b: &[f32]) -> f64 {
-        let magnitude: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+        let magnitude: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 * *y as f64).abs())
+            .sum();
         1e-5 * magnitude + 1e-6
     }
 

@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
-use datafusion::logical_expr::{Documentation, DocumentationBuilder, scalar_doc_sections::DOC_SECTION_MATH};
+use datafusion::logical_expr::{
+    scalar_doc_sections::DOC_SECTION_MATH, Documentation, DocumentationBuilder,
+};
 
 use super::kernels;
 use super::pairwise::PairwiseKernel;

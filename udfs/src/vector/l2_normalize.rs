@@ -7,8 +7,8 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDFImpl, Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::args::{check_vector_arg, declared_dimension, vector_field, vector_type, Vectors};
@@ -29,7 +29,6 @@ impl Default for L2Normalize {
 }
 
 impl ScalarUDFImpl for L2Normalize {
-
     fn name(&self) -> &str {
         "l2_normalize"
     }
@@ -41,7 +40,10 @@ impl ScalarUDFImpl for L2Normalize {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         match arg_types {
             [one] => check_vector_arg(self.name(), 1, one).map(|_| arg_types.to_vec()),
-            _ => plan_err!("l2_normalize takes one vector, got {} arguments", arg_types.len()),
+            _ => plan_err!(
+                "l2_normalize takes one vector, got {} arguments",
+                arg_types.len()
+            ),
         }
     }
 

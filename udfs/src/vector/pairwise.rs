@@ -66,7 +66,6 @@ impl<K: PairwiseKernel> std::hash::Hash for PairwiseUdf<K> {
 }
 
 impl<K: PairwiseKernel> ScalarUDFImpl for PairwiseUdf<K> {
-
     fn name(&self) -> &str {
         K::NAME
     }
@@ -77,7 +76,11 @@ impl<K: PairwiseKernel> ScalarUDFImpl for PairwiseUdf<K> {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() != 2 {
-            return plan_err!("{} takes two vectors, got {} arguments", K::NAME, arg_types.len());
+            return plan_err!(
+                "{} takes two vectors, got {} arguments",
+                K::NAME,
+                arg_types.len()
+            );
         }
         for (position, data_type) in arg_types.iter().enumerate() {
             check_vector_arg(K::NAME, position + 1, data_type)?;
@@ -111,7 +114,9 @@ impl<K: PairwiseKernel> ScalarUDFImpl for PairwiseUdf<K> {
             (VectorArg::Column(rows), VectorArg::Constant(query))
             | (VectorArg::Constant(query), VectorArg::Column(rows)) => {
                 let Some(query) = query else {
-                    return Ok(ColumnarValue::Array(Arc::new(Float64Array::new_null(rows.len()))));
+                    return Ok(ColumnarValue::Array(Arc::new(Float64Array::new_null(
+                        rows.len(),
+                    ))));
                 };
                 let query_norm_sq = kernels::squared_norm(query);
                 let values = (0..rows.len())

@@ -17,8 +17,8 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt6
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, DocumentationBuilder, EmitTo,
-    GroupsAccumulator, Signature, Volatility, aggregate_doc_sections::DOC_SECTION_GENERAL,
+    aggregate_doc_sections::DOC_SECTION_GENERAL, Accumulator, AggregateUDFImpl, Documentation,
+    DocumentationBuilder, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
 use super::args::{check_vector_arg, declared_dimension, vector_field, vector_type, Vectors};
@@ -30,6 +30,15 @@ pub enum VecAggregateKind {
     Avg,
     /// `Σ wᵢ·vᵢ`; NULL when no row.
     Sum,
+}
+
+impl VecAggregateKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Avg => "vec_avg",
+            Self::Sum => "vec_sum",
+        }
+    }
 }
 
 /// The `vec_avg` / `vec_sum` aggregate UDF.
@@ -50,12 +59,8 @@ impl VecAggregate {
 }
 
 impl AggregateUDFImpl for VecAggregate {
-
     fn name(&self) -> &str {
-        match self.kind {
-            VecAggregateKind::Avg => "vec_avg",
-            VecAggregateKind::Sum => "vec_sum",
-        }
+        self.kind.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -93,8 +98,16 @@ impl AggregateUDFImpl for VecAggregate {
         let sums = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)));
         Ok(vec![
             Arc::new(Field::new(format!("{}[sums]", args.name), sums, true)),
-            Arc::new(Field::new(format!("{}[weights]", args.name), DataType::Float64, true)),
-            Arc::new(Field::new(format!("{}[rows]", args.name), DataType::UInt64, true)),
+            Arc::new(Field::new(
+                format!("{}[weights]", args.name),
+                DataType::Float64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[rows]", args.name),
+                DataType::UInt64,
+                true,
+            )),
         ])
     }
 
@@ -143,7 +156,7 @@ impl VecAggregate {
     fn groups_accumulator(&self, args: &AccumulatorArgs) -> VecGroupsAccumulator {
         VecGroupsAccumulator {
             kind: self.kind,
-            function: self.name(),
+            function: self.kind.name(),
             dimension: declared_dimension(args.return_field.data_type()),
             output_fixed: matches!(args.return_field.data_type(), DataType::FixedSizeList(..)),
             sums: Vec::new(),
@@ -262,7 +275,10 @@ impl GroupsAccumulator for VecGroupsAccumulator {
             let partial = sums.value(row);
             let partial = partial.as_primitive::<Float64Type>().values();
             let d = self.check_dimension(partial.len(), total_num_groups)?;
-            for (s, p) in self.sums[group * d..(group + 1) * d].iter_mut().zip(partial) {
+            for (s, p) in self.sums[group * d..(group + 1) * d]
+                .iter_mut()
+                .zip(partial)
+            {
                 *s += p;
             }
             self.weights[group] += weights.value(row);
@@ -297,7 +313,12 @@ impl GroupsAccumulator for VecGroupsAccumulator {
             Arc::new(FixedSizeListArray::try_new(item, d as i32, values, nulls)?)
         } else {
             let lengths = valid.iter().map(|v| if *v { d } else { 0 });
-            Arc::new(ListArray::try_new(item, OffsetBuffer::from_lengths(lengths), values, nulls)?)
+            Arc::new(ListArray::try_new(
+                item,
+                OffsetBuffer::from_lengths(lengths),
+                values,
+                nulls,
+            )?)
         })
     }
 
@@ -357,7 +378,8 @@ struct SingleGroup(VecGroupsAccumulator);
 
 impl Accumulator for SingleGroup {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.0.update_batch(values, &vec![0; values[0].len()], None, 1)
+        self.0
+            .update_batch(values, &vec![0; values[0].len()], None, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {

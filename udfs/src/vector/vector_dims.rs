@@ -6,8 +6,8 @@ use datafusion::arrow::array::Int32Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, DocumentationBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Volatility, scalar_doc_sections::DOC_SECTION_MATH,
+    scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
+    ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::args::{check_vector_arg, Vectors};
@@ -27,7 +27,6 @@ impl Default for VectorDims {
 }
 
 impl ScalarUDFImpl for VectorDims {
-
     fn name(&self) -> &str {
         "vector_dims"
     }
@@ -39,7 +38,10 @@ impl ScalarUDFImpl for VectorDims {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         match arg_types {
             [one] => check_vector_arg(self.name(), 1, one).map(|_| arg_types.to_vec()),
-            _ => plan_err!("vector_dims takes one vector, got {} arguments", arg_types.len()),
+            _ => plan_err!(
+                "vector_dims takes one vector, got {} arguments",
+                arg_types.len()
+            ),
         }
     }
 
