@@ -5,19 +5,27 @@
 CREATE TABLE search_queries AS
 SELECT * FROM (VALUES (1, 'shoes for my first marathon'), (2, 'coffee for the office'), (3, 'quiet headphones for commuting')) AS q(query_id, query);
 
+-- The words of each query (longer than 3 letters), for the keyword signal.
+CREATE TABLE query_words AS
+SELECT query_id, word FROM (
+  SELECT query_id, unnest(string_to_array(lower(query), ' ')) AS word FROM search_queries
+) WHERE length(word) > 3;
+
 CREATE TABLE search_results AS
 WITH semantic AS (
   SELECT q.query_id, pv.product_id,
          ROW_NUMBER() OVER (PARTITION BY q.query_id ORDER BY cosine(pv.vec, embed(q.query)) DESC) AS rnk
   FROM search_queries q CROSS JOIN product_vectors pv
 ),
+keyword_hits AS (
+  SELECT w.query_id, p.product_id, count(*) AS hits
+  FROM query_words w JOIN products p ON strpos(lower(p.title || ' ' || p.description), w.word) > 0
+  GROUP BY w.query_id, p.product_id
+),
 keyword AS (
-  SELECT q.query_id, p.product_id,
-         ROW_NUMBER() OVER (PARTITION BY q.query_id ORDER BY
-           (SELECT count(*) FROM unnest(string_to_array(lower(q.query), ' ')) AS w(word)
-            WHERE length(w.word) > 3 AND strpos(lower(p.title || ' ' || p.description), w.word) > 0) DESC,
-           p.product_id) AS rnk
-  FROM search_queries q CROSS JOIN products p
+  SELECT query_id, product_id,
+         ROW_NUMBER() OVER (PARTITION BY query_id ORDER BY hits DESC, product_id) AS rnk
+  FROM keyword_hits
 ),
 fused AS (
   SELECT query_id, product_id, sum(rrf(rnk)) AS score

@@ -396,7 +396,7 @@ pub fn catalogue_texts(count: usize, seed: u64) -> Vec<String> {
             while text.split_whitespace().count() < target_words {
                 text.push_str(&format!(
                     " {} and {}, made for {}.",
-                    capitalise(*pick(&mut rng, category.qualities)),
+                    capitalise(pick::<&str>(&mut rng, category.qualities)),
                     pick(&mut rng, category.qualities),
                     pick(&mut rng, category.uses)
                 ));

@@ -105,8 +105,17 @@ impl EngineArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    rankql::server::runtime()?.block_on(run())
+fn main() -> std::process::ExitCode {
+    let outcome = rankql::server::runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -75,3 +75,22 @@ fn serve_refuses_a_public_address() {
     assert!(!ok);
     assert!(err.contains("refusing to listen on 0.0.0.0"), "{err}");
 }
+
+#[test]
+fn files_copied_into_the_data_dir_are_tables_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let copy = format!("COPY (SELECT 41 + 1 AS answer) TO '{data}/answers.parquet'");
+    let (ok, _, err) = rankql(&["sql", "--data-dir", data, &copy]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = rankql(&[
+        "sql",
+        "--data-dir",
+        data,
+        "--format",
+        "csv",
+        "SELECT answer FROM answers",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "answer\n42\n");
+}

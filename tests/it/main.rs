@@ -5,6 +5,7 @@
 //!   sockets (garbage bytes, oversized messages, dropped connections).
 //! - `psql`: the real `psql` binary, including `\d` and `\dt`.
 //! - `cli`: `rankql sql` and `rankql run` as a user runs them.
+//! - `pipelines`: every `sql/` pipeline on the demo data, with sanity checks.
 //! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
 //! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
 
@@ -12,6 +13,7 @@ mod bi_traces;
 mod cli;
 mod common;
 mod embed;
+mod pipelines;
 mod psql;
 mod slt;
 mod wire;

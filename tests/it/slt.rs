@@ -48,7 +48,6 @@ impl sqllogictest::AsyncDB for Engine {
 
 fn is_statement(sql: &str) -> bool {
     let first = sql
-        .trim_start()
         .split_whitespace()
         .next()
         .unwrap_or("")

@@ -14,6 +14,9 @@ use super::pooling::pool;
 use super::runtime::{environment, ModelSession};
 use super::tokenize::{TextTokenizer, TokenizedText};
 
+/// The vectors of one micro-batch, or why it failed.
+type BatchResult = Result<Vec<Vec<f32>>, EmbedError>;
+
 /// One loaded model: tokenizer, a pool of ONNX Runtime sessions, and the shared cache.
 pub struct Embedder {
     name: String,
@@ -146,7 +149,7 @@ impl Embedder {
     pub fn embed_tokenized(&self, tokens: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let counts: Vec<usize> = tokens.iter().map(TokenizedText::len).collect();
         let batches = plan_batches(&counts, self.max_batch_tokens);
-        let results: Vec<Mutex<Option<Result<Vec<Vec<f32>>, EmbedError>>>> =
+        let results: Vec<Mutex<Option<BatchResult>>> =
             batches.iter().map(|_| Mutex::new(None)).collect();
         let next_batch = AtomicUsize::new(0);
         let work = |session: &Mutex<ModelSession>| loop {

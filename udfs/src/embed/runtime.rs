@@ -105,9 +105,11 @@ impl ModelSession {
                 "input_ids" => ids.clone(),
                 "attention_mask" => mask.clone(),
                 "token_type_ids" => vec![0i64; rows * seq],
-                other => return Err(EmbedError::Runtime(format!(
+                other => {
+                    return Err(EmbedError::Runtime(format!(
                     "model input '{other}' is not one of input_ids, attention_mask, token_type_ids"
-                ))),
+                )))
+                }
             };
             inputs.push((name.clone(), Tensor::from_array((shape, values))?.into()));
         }

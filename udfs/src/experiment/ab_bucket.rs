@@ -37,7 +37,7 @@ impl Default for AbBucket {
 
 /// The arm (0-based) of `user_id` in `experiment` for the given arm weights.
 pub fn bucket(user_id: &str, experiment: &str, weights: &[f32]) -> Result<i32> {
-    if weights.is_empty() || weights.iter().any(|w| !(*w >= 0.0)) {
+    if weights.is_empty() || weights.iter().any(|w| w.is_nan() || *w < 0.0) {
         return exec_err!("ab_bucket: weights must be non-negative numbers, got {weights:?}");
     }
     let total: f64 = weights.iter().map(|w| *w as f64).sum();
