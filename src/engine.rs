@@ -66,6 +66,7 @@ impl Engine {
         // By value: datafusion-pg-catalog 0.19's provider impl for `Arc<T>` calls itself
         // forever, so `SELECT * FROM pg_roles` would overflow the stack.
         setup_pg_catalog(&context, "datafusion", AuthManager::default()).map_err(|e| *e)?;
+        crate::pg_compat::register(&context);
         let models = Arc::new(ModelRegistry::new(options.models));
         rankql_udfs::register_all(&context, models.clone());
         install_vector_operators(&context)?;

@@ -5,10 +5,11 @@
 //! [`engine`] builds the one SessionContext; [`server`] serves it to Postgres clients;
 //! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
-//! Postgres error codes.
+//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call.
 
 pub mod demo;
 pub mod engine;
+pub mod pg_compat;
 pub mod runner;
 pub mod server;
 pub mod sqlstate;

@@ -67,7 +67,7 @@ async fn replay_bi_tool_traces() {
         }
     }
     eprintln!("BI traces: {passed}/{total} statements ok");
-    // 189 of 283 answer today; fail on a regression, not on the gap.
+    // 197 of 283 answer today; fail on a regression, not on the gap.
     assert!(
         passed >= 189,
         "BI-trace compatibility regressed: {passed}/{total} (was 189)"

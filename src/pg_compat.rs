@@ -1,0 +1,112 @@
+//! Small Postgres functions that BI tools and drivers call on connect, which neither
+//! DataFusion nor datafusion-postgres provide: `current_setting`, `pg_is_in_recovery`,
+//! `pg_my_temp_schema`, `pg_postmaster_start_time`, `pg_type_is_visible`,
+//! `pg_get_indexdef`.
+//!
+//! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
+//! DataGrip, pgcli and Superset fail their first screen on the others. The answers are
+//! those of a single, primary, index-less Postgres 15 server.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::prelude::SessionContext;
+
+/// The server version rankql reports to clients (`SHOW server_version` agrees).
+const SERVER_VERSION_NUM: &str = "150000";
+
+/// Registers the functions in `context`.
+pub fn register(context: &SessionContext) {
+    let started = now_micros();
+    for udf in [
+        current_setting(),
+        constant(
+            "pg_is_in_recovery",
+            vec![],
+            ScalarValue::Boolean(Some(false)),
+        ),
+        constant("pg_my_temp_schema", vec![], ScalarValue::Int32(Some(0))),
+        constant(
+            "pg_postmaster_start_time",
+            vec![],
+            ScalarValue::TimestampMicrosecond(Some(started), Some("UTC".into())),
+        ),
+        constant(
+            "pg_type_is_visible",
+            vec![DataType::Int32],
+            ScalarValue::Boolean(Some(true)),
+        ),
+        constant(
+            "pg_get_indexdef",
+            vec![DataType::Int32, DataType::Int32, DataType::Boolean],
+            ScalarValue::Utf8(None),
+        ),
+    ] {
+        context.register_udf(udf);
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A function of fixed arguments that always returns `value`.
+fn constant(name: &str, arguments: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
+    let return_type = value.data_type();
+    create_udf(
+        name,
+        arguments,
+        return_type,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// `current_setting(name)`: the few settings clients read; unknown names are an error,
+/// as in Postgres.
+fn current_setting() -> ScalarUDF {
+    create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let values = names[0]
+                .as_string::<i32>()
+                .iter()
+                .map(|name| name.map(setting).transpose())
+                .collect::<Result<StringArray>>()?;
+            let output: ArrayRef = Arc::new(values);
+            if matches!(args[0], ColumnarValue::Scalar(_)) {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &output, 0,
+                )?));
+            }
+            Ok(ColumnarValue::Array(output))
+        }),
+    )
+}
+
+fn setting(name: &str) -> Result<String> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "server_version_num" => SERVER_VERSION_NUM.to_string(),
+        "server_version" => "15.0".to_string(),
+        "server_encoding" | "client_encoding" => "UTF8".to_string(),
+        "datestyle" => "ISO, MDY".to_string(),
+        "timezone" => "UTC".to_string(),
+        "standard_conforming_strings" => "on".to_string(),
+        "integer_datetimes" => "on".to_string(),
+        "max_identifier_length" => "63".to_string(),
+        "search_path" => "public".to_string(),
+        "transaction_isolation" | "default_transaction_isolation" => "read committed".to_string(),
+        "bytea_output" => "hex".to_string(),
+        "is_superuser" => "on".to_string(),
+        other => return exec_err!("unrecognized configuration parameter \"{other}\""),
+    })
+}
