@@ -104,3 +104,30 @@ fn missing_model_says_how_to_fetch() {
         .to_string();
     assert!(error.contains("python3 models/fetch.py"), "{error}");
 }
+
+/// Micro-batches spread over a pool of sessions give the same vectors as one session.
+#[test]
+fn session_pool_gives_the_same_vectors() {
+    let mut options = EmbedOptions::new(models_dir());
+    options.sessions = 2;
+    options.intra_threads = 1;
+    options.max_batch_tokens = 64;
+    let pooled = ModelRegistry::new(options).embedder("minilm").unwrap();
+    let single = registry().embedder("minilm").unwrap();
+    let texts: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "product {i}: {}",
+                "very comfortable trail shoe ".repeat(1 + i % 7)
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (a, b) = (
+        pooled.embed_uncached(&refs).unwrap(),
+        single.embed_uncached(&refs).unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!(cosine(x, y) >= 0.99999);
+    }
+}

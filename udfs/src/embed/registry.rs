@@ -167,9 +167,11 @@ impl Embedder {
                 work(session);
             }
         } else {
-            std::thread::scope(|scope| {
+            // One task per session on rayon's pool: no thread is spawned per batch.
+            rayon::scope(|scope| {
                 for session in &self.sessions[..workers] {
-                    scope.spawn(|| work(session));
+                    let work = &work;
+                    scope.spawn(move |_| work(session));
                 }
             });
         }
