@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Streams N generated product texts through `rankql run` (CSV in, embed(), Parquet out)
-# and reports throughput and peak RSS, for N and N/4 side by side: with bounded memory
-# the peak RSS stays flat while N grows.
+# and reports throughput and peak RSS, for N/20 and N side by side: with bounded memory
+# the peak RSS stays flat while N grows twentyfold.
 #
 # Usage: benches/embed_stream.sh [N]   (default 100000; needs `python3 models/fetch.py`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
 cargo build --release --quiet
+rankql="${CARGO_TARGET_DIR:-target}/release/rankql"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-for count in $((n / 4)) "$n"; do
-  ./target/release/rankql sql --format csv \
+for count in $((n / 20)) "$n"; do
+  "$rankql" sql --format csv \
     "SELECT s AS id, 'Product ' || s || ': ' || repeat('lightweight breathable running shoe for trail and road ', 1 + s % 5) || (s * 7919 % 100003) AS text FROM generate_series(1, $count) AS g(s)" \
     > "$work/texts.csv"
   cat > "$work/job.sql" <<SQL
@@ -20,7 +21,7 @@ CREATE EXTERNAL TABLE texts STORED AS CSV LOCATION '$work/texts.csv' OPTIONS ('f
 COPY (SELECT id, embed(text) AS vec FROM texts) TO '$work/vectors.parquet' STORED AS PARQUET OPTIONS ('format.max_row_group_size' '8192');
 SQL
   start=$(date +%s.%N)
-  /usr/bin/time -v ./target/release/rankql run "$work/job.sql" 2> "$work/time.txt" > /dev/null
+  /usr/bin/time -v "$rankql" run "$work/job.sql" 2> "$work/time.txt" > /dev/null
   end=$(date +%s.%N)
   rss=$(grep "Maximum resident set size" "$work/time.txt" | awk '{print $6}')
   echo "$count texts: $(echo "$count / ($end - $start)" | bc -l | xargs printf '%.1f') texts/s, peak RSS $((rss / 1024)) MiB"
