@@ -113,7 +113,10 @@ fn session_pool_gives_the_same_vectors() {
     options.intra_threads = 1;
     options.max_batch_tokens = 64;
     let pooled = ModelRegistry::new(options).embedder("minilm").unwrap();
-    let single = registry().embedder("minilm").unwrap();
+    let mut options = EmbedOptions::new(models_dir());
+    options.sessions = 1;
+    options.intra_threads = 2;
+    let single = ModelRegistry::new(options).embedder("minilm").unwrap();
     let texts: Vec<String> = (0..40)
         .map(|i| {
             format!(
