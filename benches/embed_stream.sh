@@ -3,12 +3,13 @@
 # and reports throughput and peak RSS, for N/20 and N side by side: with bounded memory
 # the peak RSS stays flat while N grows twentyfold.
 #
-# Usage: benches/embed_stream.sh [N]   (default 100000; needs `python3 models/fetch.py`)
+# Usage: [RANKQL_BIN=path] benches/embed_stream.sh [N]   (default 100000; needs `python3 models/fetch.py`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
-cargo build --release --quiet
-rankql="${CARGO_TARGET_DIR:-target}/release/rankql"
+# RANKQL_BIN: an already built rankql binary (skips the release build).
+rankql="${RANKQL_BIN:-${CARGO_TARGET_DIR:-target}/release/rankql}"
+[ -n "${RANKQL_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
