@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{plan_err, Result, ScalarValue};
+use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::{
     scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -13,6 +13,7 @@ use datafusion::logical_expr::{
 
 use super::args::{check_vector_arg, declared_dimension, vector_field, vector_type, Vectors};
 use super::kernels;
+use crate::columnar::scalar_if_all_scalar;
 
 /// Unit-length copy of a vector; a zero vector stays zero (as in pgvector); NULL → NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -60,7 +61,7 @@ impl ScalarUDFImpl for L2Normalize {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let input = args.args[0].to_array(args.number_rows)?;
+        let input = args.args[0].to_array(1)?;
         let vectors = Vectors::try_new(&input, self.name())?;
         let fixed_dimension = declared_dimension(args.return_field.data_type());
         let mut values = Vec::new();
@@ -96,12 +97,7 @@ impl ScalarUDFImpl for L2Normalize {
                 nulls,
             )?),
         };
-        match args.args[0] {
-            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &output, 0,
-            )?)),
-            ColumnarValue::Array(_) => Ok(ColumnarValue::Array(output)),
-        }
+        scalar_if_all_scalar(&args.args, output)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -4,13 +4,14 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::Int32Array;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{plan_err, Result, ScalarValue};
+use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::{
     scalar_doc_sections::DOC_SECTION_MATH, ColumnarValue, Documentation, DocumentationBuilder,
     ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::args::{check_vector_arg, Vectors};
+use crate::columnar::scalar_if_all_scalar;
 
 /// Number of dimensions of a vector; NULL → NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -50,17 +51,11 @@ impl ScalarUDFImpl for VectorDims {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let is_scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let vectors = Vectors::try_new(&args.args[0].to_array(args.number_rows)?, self.name())?;
+        let vectors = Vectors::try_new(&args.args[0].to_array(1)?, self.name())?;
         let dims: Int32Array = (0..vectors.len())
             .map(|i| vectors.row(i).map(|row| row.len() as i32))
             .collect();
-        if is_scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::Int32(
-                vectors.row(0).map(|row| row.len() as i32),
-            )));
-        }
-        Ok(ColumnarValue::Array(Arc::new(dims)))
+        scalar_if_all_scalar(&args.args, Arc::new(dims))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
