@@ -204,6 +204,24 @@ impl Vectors {
         self.len == 0
     }
 
+    /// Every row's values as one contiguous slice (`len × dimension` floats; NULL rows
+    /// hold arbitrary values) and the dimension, when all rows share one: the layout that
+    /// whole-column kernels scan without per-row bookkeeping.
+    pub fn contiguous(&self) -> Option<(&[f32], usize)> {
+        match self.layout {
+            Layout::Fixed { first, dimension } if dimension > 0 => self
+                .values
+                .get(first..first + self.len * dimension)
+                .map(|values| (values, dimension)),
+            _ => None,
+        }
+    }
+
+    /// Which rows are NULL, if any are.
+    pub fn nulls(&self) -> Option<&NullBuffer> {
+        self.nulls.as_ref()
+    }
+
     /// Row `i`'s values, or `None` when the row is NULL.
     #[inline]
     pub fn row(&self, i: usize) -> Option<&[f32]> {

@@ -40,6 +40,14 @@ impl PairwiseKernel for Cosine {
         let (dot, row_norm) = kernels::dot_and_norm(row, query);
         kernels::cosine_from_parts(dot, row_norm, query_norm_sq)
     }
+
+    fn against_query_rows(rows: &[f32], query: &[f32], query_norm_sq: f32, out: &mut Vec<f64>) {
+        let mut parts = vec![(0f32, 0f32); rows.len() / query.len()];
+        kernels::dot_and_norm_rows(rows, query, &mut parts);
+        out.extend(parts.iter().map(|&(dot, row_norm)| {
+            kernels::cosine_from_parts(dot, row_norm, query_norm_sq).unwrap_or(f64::NAN)
+        }));
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,36 @@ dispatched_kernel!(
     squared_l2, squared_l2_body, (a, b) -> f32
 );
 
+#[inline(always)]
+fn dot_and_norm_rows_body(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
+    for (row, slot) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+        *slot = dot_and_norm_body(row, query);
+    }
+}
+
+/// [`dot_and_norm`] of every row of a contiguous column (`query.len()` values per row)
+/// against one query, into `out`. One call per column: the CPU check happens once and
+/// the row loop is compiled with the vector instructions inlined.
+pub fn dot_and_norm_rows(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
+    if query.is_empty() {
+        out.fill((0.0, 0.0));
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn accelerated(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
+            dot_and_norm_rows_body(rows, query, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features `accelerated` was compiled for.
+            return unsafe { accelerated(rows, query, out) };
+        }
+    }
+    dot_and_norm_rows_body(rows, query, out)
+}
+
 /// Squared L2 norm of a slice.
 #[inline]
 pub fn squared_norm(a: &[f32]) -> f32 {
@@ -177,6 +207,17 @@ mod tests {
                     / (reference_dot(&a, &a).sqrt() * reference_dot(&b, &b).sqrt());
                 prop_assert!((c - expected).abs() < 1e-4);
             }
+        }
+    }
+
+    #[test]
+    fn column_kernel_matches_the_row_kernel() {
+        let query = [0.5f32, -1.0, 2.0];
+        let rows = [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0, -4.0, 0.25, 1.0];
+        let mut out = vec![(0f32, 0f32); 3];
+        dot_and_norm_rows(&rows, &query, &mut out);
+        for (i, row) in rows.chunks_exact(3).enumerate() {
+            assert_eq!(out[i], dot_and_norm(row, &query));
         }
     }
 

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
@@ -34,6 +35,16 @@ pub trait PairwiseKernel: Debug + Send + Sync + 'static {
     #[inline]
     fn against_query(row: &[f32], query: &[f32], _query_norm_sq: f32) -> Option<f64> {
         Self::pair(row, query)
+    }
+
+    /// [`Self::against_query`] for every row of a contiguous column (`query.len()`
+    /// values per row), appended to `out`, with NaN where the result is undefined.
+    /// Overridden where a whole-column kernel is faster (cosine).
+    fn against_query_rows(rows: &[f32], query: &[f32], query_norm_sq: f32, out: &mut Vec<f64>) {
+        out.extend(
+            rows.chunks_exact(query.len())
+                .map(|row| Self::against_query(row, query, query_norm_sq).unwrap_or(f64::NAN)),
+        );
     }
 }
 
@@ -119,6 +130,16 @@ impl<K: PairwiseKernel> ScalarUDFImpl for PairwiseUdf<K> {
                     ))));
                 };
                 let query_norm_sq = kernels::squared_norm(query);
+                if let Some((flat, dimension)) = rows.contiguous() {
+                    if dimension == query.len() {
+                        return Ok(ColumnarValue::Array(against_query_column::<K>(
+                            flat,
+                            rows.nulls(),
+                            query,
+                            query_norm_sq,
+                        )));
+                    }
+                }
                 let values = (0..rows.len())
                     .map(|i| match rows.row(i) {
                         Some(row) if row.len() != query.len() => {
@@ -145,6 +166,23 @@ impl<K: PairwiseKernel> ScalarUDFImpl for PairwiseUdf<K> {
     fn documentation(&self) -> Option<&Documentation> {
         Some(K::documentation())
     }
+}
+
+/// A contiguous column against a constant query in one pass; undefined results and NULL
+/// rows are NULL.
+fn against_query_column<K: PairwiseKernel>(
+    rows: &[f32],
+    row_nulls: Option<&NullBuffer>,
+    query: &[f32],
+    query_norm_sq: f32,
+) -> ArrayRef {
+    let mut values = Vec::with_capacity(rows.len() / query.len());
+    K::against_query_rows(rows, query, query_norm_sq, &mut values);
+    let defined = NullBuffer::new(BooleanBuffer::collect_bool(values.len(), |i| {
+        !values[i].is_nan()
+    }));
+    let nulls = NullBuffer::union(row_nulls, Some(&defined)).filter(|n| n.null_count() > 0);
+    Arc::new(Float64Array::new(ScalarBuffer::from(values), nulls))
 }
 
 fn evaluate_one<K: PairwiseKernel>(a: &[f32], b: &[f32]) -> Result<Option<f64>> {
