@@ -123,6 +123,8 @@ pub struct EmbedOptions {
     pub max_batch_tokens: usize,
     /// Vectors kept in the cache (≈ 1.6 KB each at 384 dimensions).
     pub cache_entries: usize,
+    /// Where the cache persists its vectors across restarts; `None` keeps it in memory.
+    pub cache_file: Option<PathBuf>,
 }
 
 impl EmbedOptions {
@@ -140,6 +142,7 @@ impl EmbedOptions {
             intra_threads: 1,
             max_batch_tokens: 4096,
             cache_entries: 50_000,
+            cache_file: None,
         }
     }
 }

@@ -251,7 +251,19 @@ impl ModelRegistry {
     /// A registry over `options.models_dir`; nothing is loaded until first use, so a
     /// server without models starts and only `embed()` reports what is missing.
     pub fn new(options: EmbedOptions) -> Self {
-        let cache = Arc::new(EmbeddingCache::new(options.cache_entries));
+        let cache = match &options.cache_file {
+            Some(path) => {
+                EmbeddingCache::with_file(options.cache_entries, path).unwrap_or_else(|error| {
+                    tracing::warn!(
+                        "embedding cache file {}: {error}; the cache stays in memory only",
+                        path.display()
+                    );
+                    EmbeddingCache::new(options.cache_entries)
+                })
+            }
+            None => EmbeddingCache::new(options.cache_entries),
+        };
+        let cache = Arc::new(cache);
         Self {
             options,
             loaded: Mutex::new(HashMap::new()),
