@@ -16,7 +16,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
-use datafusion::prelude::SessionContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -308,18 +307,22 @@ const USERS: usize = 200;
 const DEMO_NOW_MICROS: i64 = 1_793_491_200_000_000;
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// Registers `products`, `users` and `events` in `context`.
-pub fn register(context: &SessionContext) -> Result<()> {
+/// The demo tables `products`, `users` and `events`, in memory (never stored).
+pub fn tables() -> Result<Vec<(&'static str, Arc<MemTable>)>> {
     let data = generate();
-    for (name, batch) in [
+    [
         ("products", data.products),
         ("users", data.users),
         ("events", data.events),
-    ] {
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        context.register_table(name, Arc::new(table))?;
-    }
-    Ok(())
+    ]
+    .into_iter()
+    .map(|(name, batch)| {
+        Ok((
+            name,
+            Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
+        ))
+    })
+    .collect()
 }
 
 /// The generated tables.

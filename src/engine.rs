@@ -20,6 +20,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
+use crate::storage::{CompactionPolicy, DurableSchema, StorageError, TABLES_DIR};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum EngineError {
     /// DataFusion refused a registration.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// The durable tables of the data directory could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// The data directory could not be read or created.
     #[error("data directory {dir}: {source}")]
     DataDir {
@@ -42,7 +46,9 @@ pub enum EngineError {
 pub struct EngineOptions {
     /// Models and runtime behind `embed()`.
     pub models: EmbedOptions,
-    /// A directory whose Parquet/CSV/JSON files become tables (created if missing).
+    /// The data directory (created if missing): tables made with `CREATE TABLE` are
+    /// stored there as Delta tables, and its Parquet/CSV/JSON files become tables.
+    /// `None` keeps every table in memory.
     pub data_dir: Option<PathBuf>,
     /// Whether to load the built-in demo tables `products`, `users`, `events`.
     pub demo: bool,
@@ -54,11 +60,20 @@ pub struct Engine {
     pub context: Arc<SessionContext>,
     /// The models behind `embed()`.
     pub models: Arc<ModelRegistry>,
+    /// The durable `public` schema, when there is a data directory.
+    pub storage: Option<Arc<DurableSchema>>,
 }
 
 impl Engine {
     /// Builds the engine.
     pub async fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        // The data directory first: its lock keeps a second process off its files.
+        let storage = match &options.data_dir {
+            Some(dir) => Some(Arc::new(
+                DurableSchema::open(dir, CompactionPolicy::default()).await?,
+            )),
+            None => None,
+        };
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
@@ -67,11 +82,26 @@ impl Engine {
         // forever, so `SELECT * FROM pg_roles` would overflow the stack.
         setup_pg_catalog(&context, "datafusion", AuthManager::default()).map_err(|e| *e)?;
         crate::pg_compat::register(&context);
-        let models = Arc::new(ModelRegistry::new(options.models));
+        let mut models = options.models;
+        if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {
+            models.cache_file = Some(dir.join("embed-cache.bin"));
+        }
+        let models = Arc::new(ModelRegistry::new(models));
         rankql_udfs::register_all(&context, models.clone());
         install_vector_operators(&context)?;
+        install_delta_reader(&context);
+        if let (Some(schema), Some(catalog)) = (&storage, context.catalog("datafusion")) {
+            catalog.register_schema("public", schema.clone())?;
+        }
         if options.demo {
-            demo::register(&context)?;
+            for (name, table) in demo::tables()? {
+                match &storage {
+                    Some(schema) => schema.register_transient(name, table)?,
+                    None => {
+                        context.register_table(name, table)?;
+                    }
+                }
+            }
         }
         if let Some(dir) = &options.data_dir {
             register_data_dir(&context, dir).await?;
@@ -79,7 +109,18 @@ impl Engine {
         Ok(Self {
             context: Arc::new(context),
             models,
+            storage,
         })
+    }
+}
+
+impl Drop for Engine {
+    /// Releases the data directory (its writers and its lock) even if DataFusion's
+    /// catalog outlives the engine, so a new engine can open the directory.
+    fn drop(&mut self) {
+        if let Some(storage) = &self.storage {
+            storage.close();
+        }
     }
 }
 
@@ -107,6 +148,17 @@ fn install_vector_operators(context: &SessionContext) -> DfResult<()> {
         .with_expr_planners(planners)
         .build();
     Ok(())
+}
+
+/// `CREATE EXTERNAL TABLE t STORED AS DELTATABLE LOCATION '…'` reads Delta tables
+/// written by other tools (or copied from another rankql's data directory).
+fn install_delta_reader(context: &SessionContext) {
+    let state_ref = context.state_ref();
+    let mut state = state_ref.write();
+    state.table_factories_mut().insert(
+        "DELTATABLE".to_string(),
+        Arc::new(deltalake_core::delta_datafusion::DeltaTableFactory {}),
+    );
 }
 
 #[derive(Debug)]
@@ -139,7 +191,8 @@ impl ExprPlanner for VectorOperators {
 }
 
 /// Registers every Parquet, CSV and JSON file (or directory of Parquet files) in `dir` as
-/// a table named after it, so `COPY (…) TO 'DIR/name.parquet'` survives a restart.
+/// a table named after it, so `COPY (…) TO 'DIR/name.parquet'` survives a restart. The
+/// durable tables' own directory is the storage's, not a file table.
 async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), EngineError> {
     let io_error = |source| EngineError::DataDir {
         dir: dir.to_path_buf(),
@@ -152,6 +205,9 @@ async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), E
         .collect();
     entries.sort();
     for path in entries {
+        if path.ends_with(TABLES_DIR) {
+            continue;
+        }
         let Some(name) = table_name(&path) else {
             continue;
         };

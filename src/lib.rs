@@ -7,6 +7,7 @@
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
 //! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call.
 
+pub mod copy;
 pub mod demo;
 pub mod engine;
 pub mod pg_compat;
@@ -14,3 +15,4 @@ pub mod runner;
 pub mod server;
 pub mod sqlstate;
 pub mod statements;
+pub mod storage;

@@ -56,9 +56,13 @@ struct EngineArgs {
     /// Load the built-in demo shop: tables products, users, events.
     #[arg(long)]
     demo: bool,
-    /// Directory whose Parquet/CSV/JSON files are registered as tables (created if missing).
-    #[arg(long, env = "RANKQL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    /// Data directory (created if missing): tables made with CREATE TABLE are stored here
+    /// as Delta tables; its Parquet/CSV/JSON files are registered as tables.
+    #[arg(long, env = "RANKQL_DATA_DIR", default_value = "rankql-data")]
+    data_dir: PathBuf,
+    /// Keep every table in memory; no data directory is read or written.
+    #[arg(long)]
+    in_memory: bool,
     /// Directory of installed models (written by `python3 models/fetch.py`).
     #[arg(long, env = "RANKQL_MODELS", default_value = "models/cache")]
     models_dir: PathBuf,
@@ -99,7 +103,7 @@ impl EngineArgs {
         }
         EngineOptions {
             models,
-            data_dir: self.data_dir,
+            data_dir: (!self.in_memory).then_some(self.data_dir),
             demo: self.demo,
         }
     }
@@ -171,6 +175,6 @@ async fn serve(host: &str, port: u16, options: EngineOptions) -> anyhow::Result<
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    rankql::server::serve(listener, engine.context, shutdown).await?;
+    rankql::server::serve(listener, engine.context.clone(), shutdown).await?;
     Ok(())
 }

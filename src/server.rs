@@ -18,17 +18,20 @@ use datafusion_postgres::pgvector::PgVectorInsertHook;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::SimpleQueryHandler;
-use pgwire::api::results::{Response, Tag};
+use pgwire::api::results::{CopyResponse, Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
+use crate::copy::{CopyError, CopyIn, RowDecoder};
 use crate::sqlstate::sqlstate_of;
 
 /// Why the server would not start.
@@ -127,6 +130,7 @@ struct Handlers {
     simple: Arc<SimpleQueries>,
     startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
+    copy: Arc<CopyIns>,
 }
 
 impl Handlers {
@@ -140,6 +144,9 @@ impl Handlers {
         let connections = Arc::new(ConnectionManager::new());
         let session = Arc::new(DfSessionService::new_with_hooks(context.clone(), hooks));
         Ok(Self {
+            copy: Arc::new(CopyIns {
+                context: context.clone(),
+            }),
             simple: Arc::new(SimpleQueries {
                 inner: session.clone(),
                 context,
@@ -172,6 +179,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.copy.clone()
     }
 }
 
@@ -207,6 +218,9 @@ impl SimpleQueryHandler for SimpleQueries {
                     query.len()
                 ),
             ))));
+        }
+        if let Some(copy) = CopyIn::parse(query) {
+            return start_copy_in(&self.context, client, copy).await;
         }
         match self.inner.do_query(client, query).await {
             Err(postgres_error) if is_parser_error(&postgres_error) => {
@@ -284,6 +298,177 @@ fn reported_count(batches: &[datafusion::arrow::array::RecordBatch]) -> usize {
 
 fn is_parser_error(error: &PgWireError) -> bool {
     matches!(error, PgWireError::ApiError(inner) if sqlstate_of(inner.as_ref()) == "42601")
+}
+
+/// A `COPY … FROM STDIN` in progress on one connection: its target and the rows
+/// decoded so far, or the first error (reported when the client finishes).
+struct PendingCopy {
+    table: String,
+    decoder: Result<RowDecoder, CopyError>,
+}
+
+/// The per-connection slot for the COPY in progress.
+#[derive(Default)]
+struct CopySlot(std::sync::Mutex<Option<PendingCopy>>);
+
+impl CopySlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<PendingCopy>> {
+        match self.0.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+fn user_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message,
+    )))
+}
+
+fn copy_error(error: &CopyError) -> PgWireError {
+    let code = match error {
+        CopyError::Unsupported(_) => "0A000",
+        CopyError::NoSuchColumn { .. } => "42703",
+        CopyError::MissingNotNull(_) => "23502",
+        CopyError::BadRow { .. } | CopyError::Csv(_) => "22P04",
+    };
+    user_error(code, error.to_string())
+}
+
+/// Checks the target table and columns, then tells the client to send its rows.
+async fn start_copy_in<C: ClientInfo>(
+    context: &SessionContext,
+    client: &mut C,
+    copy: Result<CopyIn, CopyError>,
+) -> PgWireResult<Vec<Response>> {
+    let copy = copy.map_err(|e| copy_error(&e))?;
+    let table = context
+        .table_provider(copy.table.as_str())
+        .await
+        .map_err(|_| {
+            user_error(
+                "42P01",
+                format!("COPY: table {} does not exist", copy.table),
+            )
+        })?;
+    if table.table_type() != datafusion::logical_expr::TableType::Base {
+        return Err(user_error(
+            "42809",
+            format!("COPY: {} is not a table that accepts rows", copy.table),
+        ));
+    }
+    let decoder = RowDecoder::new(&copy, table.schema()).map_err(|e| copy_error(&e))?;
+    let columns = if copy.columns.is_empty() {
+        table.schema().fields().len()
+    } else {
+        copy.columns.len()
+    };
+    *client
+        .session_extensions()
+        .get_or_insert_with(CopySlot::default)
+        .lock() = Some(PendingCopy {
+        table: copy.table,
+        decoder: Ok(decoder),
+    });
+    Ok(vec![Response::CopyIn(CopyResponse::new(
+        0,
+        columns,
+        futures::stream::empty(),
+    ))])
+}
+
+/// Receives `COPY … FROM STDIN` data. Rows are decoded as they arrive and inserted in
+/// one statement when the client finishes, so the copy is all or nothing.
+struct CopyIns {
+    context: Arc<SessionContext>,
+}
+
+#[async_trait]
+impl CopyHandler for CopyIns {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = client
+            .session_extensions()
+            .get_or_insert_with(CopySlot::default);
+        let mut pending = slot.lock();
+        if let Some(PendingCopy {
+            decoder: decoder @ Ok(_),
+            ..
+        }) = pending.as_mut()
+        {
+            if let Ok(rows) = decoder.as_mut() {
+                if let Err(error) = rows.push(&copy_data.data) {
+                    *decoder = Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let pending = client
+            .session_extensions()
+            .get_or_insert_with(CopySlot::default)
+            .lock()
+            .take();
+        let Some(PendingCopy { table, decoder }) = pending else {
+            return Err(user_error(
+                "08P01",
+                "COPY data without a COPY statement".to_string(),
+            ));
+        };
+        let batches = decoder
+            .and_then(RowDecoder::finish)
+            .map_err(|e| copy_error(&e))?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows > 0 {
+            self.context
+                .read_batches(batches)
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?
+                .write_table(&table, datafusion::dataframe::DataFrameWriteOptions::new())
+                .await
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        }
+        use futures::SinkExt;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + futures::Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        client
+            .session_extensions()
+            .get_or_insert_with(CopySlot::default)
+            .lock()
+            .take();
+        user_error(
+            "57014",
+            format!(
+                "COPY cancelled by the client: {}; nothing was written",
+                fail.message
+            ),
+        )
+    }
 }
 
 /// Accepts every client (loopback only, see [`bind`]) and registers it for cancellation.

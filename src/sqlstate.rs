@@ -8,6 +8,8 @@
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 
+use crate::storage::StorageError;
+
 /// The SQLSTATE for an error raised while parsing, planning or executing.
 pub fn sqlstate_of(error: &(dyn std::error::Error + 'static)) -> &'static str {
     if error.downcast_ref::<ParserError>().is_some() {
@@ -42,9 +44,24 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
                 _ => "XX000",
             }
         }
+        DataFusionError::Execution(_) if message.contains("already exists") => "42P07",
         DataFusionError::Execution(_) => "22023",
+        DataFusionError::External(inner) => match inner.downcast_ref::<StorageError>() {
+            Some(storage) => storage_sqlstate(storage),
+            None => "XX000",
+        },
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
         _ => "XX000",
+    }
+}
+
+fn storage_sqlstate(error: &StorageError) -> &'static str {
+    match error {
+        StorageError::BadTableName(_) => "42602",
+        StorageError::Locked(_) => "55006",
+        StorageError::NotAppend(_) => "0A000",
+        StorageError::WriterGone(_) => "57P01",
+        StorageError::DataDir { .. } | StorageError::Delta { .. } => "58030",
     }
 }
 

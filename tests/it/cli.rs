@@ -4,9 +4,13 @@ use std::process::Command;
 
 use crate::common::{models_dir, repo_root};
 
+/// Runs the binary in the repository root, with a fresh data directory unless the
+/// arguments name one.
 fn rankql(args: &[&str]) -> (bool, String, String) {
+    let data_dir = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_rankql"))
         .args(args)
+        .env("RANKQL_DATA_DIR", data_dir.path())
         .env("RANKQL_MODELS", models_dir())
         .env("RANKQL_LOG", "warn")
         .current_dir(repo_root())

@@ -53,6 +53,11 @@ impl Drop for TestServer {
 
 /// Starts a demo server on its own runtime, built as `rankql serve` builds it.
 pub async fn start_server() -> TestServer {
+    start_server_with(options(true)).await
+}
+
+/// Starts a server with `options` on its own runtime.
+pub async fn start_server_with(options: EngineOptions) -> TestServer {
     let (stop, stopped) = oneshot::channel::<()>();
     let (ready, port) = oneshot::channel::<u16>();
     std::thread::spawn(move || {
@@ -60,14 +65,14 @@ pub async fn start_server() -> TestServer {
             .expect("runtime")
             .block_on(async move {
                 let listener = rankql::server::bind("127.0.0.1", 0).await.expect("bind");
-                let engine = demo_engine().await;
+                let engine = Engine::new(options).await.expect("engine builds");
                 ready
                     .send(listener.local_addr().expect("address").port())
                     .expect("test waits");
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                rankql::server::serve(listener, engine.context, shutdown)
+                rankql::server::serve(listener, engine.context.clone(), shutdown)
                     .await
                     .expect("serve");
             });

@@ -7,6 +7,8 @@
 //! - `cli`: `rankql sql` and `rankql run` as a user runs them.
 //! - `pipelines`: every `sql/` pipeline on the demo data, with sanity checks.
 //! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
+//! - `storage`: durable tables: restart, DROP, concurrent INSERTs, COPY FROM STDIN,
+//!   and the crash test (SIGKILL mid-stream).
 //! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
 
 mod bi_traces;
@@ -16,4 +18,5 @@ mod embed;
 mod pipelines;
 mod psql;
 mod slt;
+mod storage;
 mod wire;

@@ -5,7 +5,7 @@ use std::process::Command;
 use crate::common::start_server;
 
 /// Runs psql with `args`; `None` (and a message) when psql is not installed.
-async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
+pub(crate) async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
     if Command::new("psql").arg("--version").output().is_err() {
         eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client); .ci/run installs it");
         return None;

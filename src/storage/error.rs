@@ -1,0 +1,58 @@
+//! What can go wrong with the data directory and its tables.
+
+use std::path::PathBuf;
+
+/// A failure of durable storage; the message names the table or directory concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created, read or written.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Another rankql process holds the data directory.
+    #[error(
+        "data directory {0} is in use by another rankql process; stop it, or send this work \
+         to that server (psql -f FILE.sql), or pick another --data-dir"
+    )]
+    Locked(PathBuf),
+    /// A table name that cannot be a directory name.
+    #[error(
+        "table name {0:?} cannot be stored: durable table names are letters, digits and _ \
+         (start with a letter or _), at most 63 characters"
+    )]
+    BadTableName(String),
+    /// Delta Lake refused or failed an operation on a table.
+    #[error("table {table}: {source}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// Delta Lake's reason.
+        source: Box<deltalake_core::DeltaTableError>,
+    },
+    /// The table's writer has stopped (the table was dropped, or the server is stopping).
+    #[error("table {0} is no longer accepting writes (dropped, or the server is stopping)")]
+    WriterGone(String),
+    /// An append that is not a plain append.
+    #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
+    NotAppend(String),
+}
+
+impl StorageError {
+    /// Wraps a Delta Lake error with the table it concerns.
+    pub(crate) fn delta(table: &str, source: deltalake_core::DeltaTableError) -> Self {
+        Self::Delta {
+            table: table.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<StorageError> for datafusion::error::DataFusionError {
+    fn from(error: StorageError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(error))
+    }
+}

@@ -1,0 +1,384 @@
+//! The `public` schema of a server with a data directory. DataFusion runs `CREATE TABLE`
+//! (with or without `AS SELECT`) by building an in-memory table and registering it here;
+//! this schema writes it out as a Delta table in one atomic commit and registers the
+//! durable table instead. `DROP TABLE` deletes the table's directory. Other tables
+//! (views, external files, the demo) stay in memory, as before.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use deltalake_core::protocol::SaveMode;
+use deltalake_core::DeltaTable;
+
+use super::committer::{Committer, CompactionPolicy, Published};
+use super::{DurableTable, StorageError};
+
+/// Where durable tables live inside the data directory.
+pub const TABLES_DIR: &str = "tables";
+/// Where dropped tables are moved before they are deleted, so a crash mid-delete never
+/// leaves half a table under `tables/`.
+const TRASH_DIR: &str = ".trash";
+/// The lock file that keeps a second rankql process off the same data directory.
+const LOCK_FILE: &str = ".lock";
+
+/// The schema whose base tables are durable Delta tables in the data directory.
+pub struct DurableSchema {
+    tables_dir: PathBuf,
+    trash_dir: PathBuf,
+    tables: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    policy: CompactionPolicy,
+    /// The writers' runtime; taken (and shut down) by [`DurableSchema::close`].
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    lock: File,
+}
+
+impl std::fmt::Debug for DurableSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableSchema")
+            .field("tables_dir", &self.tables_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableSchema {
+    /// Opens (creating if needed) the data directory `root`, takes its lock, and loads
+    /// every Delta table under `root/tables`.
+    pub async fn open(root: &Path, policy: CompactionPolicy) -> Result<Self, StorageError> {
+        let io_error = |dir: &Path| {
+            let dir = dir.to_path_buf();
+            move |source| StorageError::DataDir { dir, source }
+        };
+        let tables_dir = root.join(TABLES_DIR);
+        let trash_dir = root.join(TRASH_DIR);
+        std::fs::create_dir_all(&tables_dir).map_err(io_error(&tables_dir))?;
+        let lock = File::create(root.join(LOCK_FILE)).map_err(io_error(root))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked(root.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(io_error(root)(source));
+            }
+        }
+        if trash_dir.exists() {
+            std::fs::remove_dir_all(&trash_dir).map_err(io_error(&trash_dir))?;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rankql-writer")
+            .enable_all()
+            .build()
+            .map_err(io_error(root))?;
+        let schema = Self {
+            tables_dir,
+            trash_dir,
+            tables: RwLock::new(HashMap::new()),
+            policy,
+            handle: runtime.handle().clone(),
+            runtime: std::sync::Mutex::new(Some(runtime)),
+            lock,
+        };
+        schema.load_tables().await?;
+        Ok(schema)
+    }
+
+    /// Registers a table that is not to be stored (the demo's generated tables).
+    pub fn register_transient(&self, name: &str, table: Arc<dyn TableProvider>) -> DfResult<()> {
+        let mut tables = self.write_tables();
+        if tables.contains_key(name) {
+            return Err(DataFusionError::Execution(format!(
+                "table {name} already exists in the data directory; the demo table of that \
+                 name is not loaded"
+            )));
+        }
+        tables.insert(name.to_string(), table);
+        Ok(())
+    }
+
+    async fn load_tables(&self) -> Result<(), StorageError> {
+        let entries =
+            std::fs::read_dir(&self.tables_dir).map_err(|source| StorageError::DataDir {
+                dir: self.tables_dir.clone(),
+                source,
+            })?;
+        let mut directories: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_dir())
+            .collect();
+        directories.sort();
+        for path in directories {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if !path.join("_delta_log").is_dir() {
+                tracing::warn!(path = %path.display(), "not a Delta table (no _delta_log): skipped");
+                continue;
+            }
+            let table = self.run(open_table(path.clone(), name.clone())).await?;
+            let durable = durable_table(&name, table, self.policy, self.handle()).await?;
+            tracing::info!(table = %name, "durable table loaded");
+            self.write_tables().insert(name, Arc::new(durable));
+        }
+        Ok(())
+    }
+
+    /// Writes a new table with its first rows in one commit.
+    fn create_durable(&self, name: &str, memory: &MemTable) -> Result<DurableTable, StorageError> {
+        if !is_storable_name(name) {
+            return Err(StorageError::BadTableName(name.to_string()));
+        }
+        let path = self.tables_dir.join(name);
+        if path.exists() {
+            // A directory without a table entry is what a crash during CREATE leaves.
+            self.move_to_trash(&path)?;
+        }
+        let schema = memory.schema();
+        let mut batches: Vec<RecordBatch> = memory
+            .batches
+            .iter()
+            .flat_map(|partition| match partition.try_read() {
+                Ok(batches) => batches.clone(),
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        let name_owned = name.to_string();
+        let table = self.block_on(async move {
+            std::fs::create_dir_all(&path).map_err(|source| StorageError::DataDir {
+                dir: path.clone(),
+                source,
+            })?;
+            let table = DeltaTable::try_from_url(table_url(&path, &name_owned)?)
+                .await
+                .map_err(|e| StorageError::delta(&name_owned, e))?;
+            table
+                .write(batches)
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_table_name(name_owned.clone())
+                .await
+                .map_err(|e| StorageError::delta(&name_owned, e))
+        })??;
+        let handle = self.handle().clone();
+        let policy = self.policy;
+        let name_owned = name.to_string();
+        self.block_on(async move { durable_table(&name_owned, table, policy, &handle).await })?
+    }
+
+    fn drop_durable(&self, table: &DurableTable) -> Result<(), StorageError> {
+        let path = self.tables_dir.join(table.name());
+        let trashed = self.move_to_trash(&path)?;
+        std::fs::remove_dir_all(&trashed).map_err(|source| StorageError::DataDir {
+            dir: trashed,
+            source,
+        })
+    }
+
+    fn move_to_trash(&self, path: &Path) -> Result<PathBuf, StorageError> {
+        let io_error = |source| StorageError::DataDir {
+            dir: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(&self.trash_dir).map_err(io_error)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
+        let trashed = self.trash_dir.join(format!("{name}-{stamp}"));
+        std::fs::rename(path, &trashed).map_err(io_error)?;
+        Ok(trashed)
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Stops the writers and releases the data directory's lock; the tables are gone
+    /// from the schema afterwards. Every acknowledged write is already committed, so
+    /// nothing is lost. Called when the engine is dropped: DataFusion's catalog can be
+    /// kept alive by reference cycles, so the lock must not wait for this value's drop.
+    pub fn close(&self) {
+        self.write_tables().clear();
+        let runtime = match self.runtime.lock() {
+            Ok(mut runtime) => runtime.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+        if let Err(error) = self.lock.unlock() {
+            tracing::warn!("releasing the data directory lock: {error}");
+        }
+    }
+
+    /// Runs storage work on the writer runtime from async code.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StorageError>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.handle()
+            .spawn(work)
+            .await
+            .map_err(|e| StorageError::DataDir {
+                dir: self.tables_dir.clone(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    /// Runs storage work on the writer runtime and waits for it from synchronous code
+    /// (DataFusion's catalog calls are synchronous). It works from inside any runtime
+    /// because the work runs on the writer runtime's threads, not the caller's.
+    fn block_on<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (done, outcome) = std::sync::mpsc::channel();
+        self.handle().spawn(async move {
+            let _ = done.send(work.await);
+        });
+        outcome
+            .recv()
+            .map_err(|_| StorageError::WriterGone("(create)".to_string()))
+    }
+
+    fn write_tables(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn TableProvider>>> {
+        match self.tables.write() {
+            Ok(tables) => tables,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn read_tables(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn TableProvider>>> {
+        match self.tables.read() {
+            Ok(tables) => tables,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl Drop for DurableSchema {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for DurableSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.read_tables().keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.read_tables().get(name).cloned())
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.table_exist(&name) {
+            return Err(DataFusionError::Execution(format!(
+                "table {name} already exists"
+            )));
+        }
+        let table: Arc<dyn TableProvider> = match table.downcast_ref::<MemTable>() {
+            Some(memory) => Arc::new(self.create_durable(&name, memory)?),
+            None => table,
+        };
+        self.write_tables().insert(name, table);
+        Ok(None)
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let removed = self.write_tables().remove(name);
+        if let Some(durable) = removed
+            .as_ref()
+            .and_then(|table| table.downcast_ref::<DurableTable>())
+        {
+            self.drop_durable(durable)?;
+        }
+        Ok(removed)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.read_tables().contains_key(name)
+    }
+}
+
+/// Wraps an opened Delta table with its published snapshot and its writer.
+async fn durable_table(
+    name: &str,
+    table: DeltaTable,
+    policy: CompactionPolicy,
+    runtime: &tokio::runtime::Handle,
+) -> Result<DurableTable, StorageError> {
+    let snapshot = table
+        .table_provider()
+        .await
+        .map_err(|e| StorageError::delta(name, e.into()))?;
+    let schema: SchemaRef = snapshot.schema();
+    let published: Published = Arc::new(RwLock::new(snapshot));
+    let committer = Committer::start(name, table, published.clone(), policy, runtime);
+    Ok(DurableTable::new(name, schema, published, committer))
+}
+
+/// Loads the Delta table at `path`.
+async fn open_table(path: PathBuf, name: String) -> Result<DeltaTable, StorageError> {
+    deltalake_core::open_table(table_url(&path, &name)?)
+        .await
+        .map_err(|e| StorageError::delta(&name, e))
+}
+
+fn table_url(path: &Path, name: &str) -> Result<url::Url, StorageError> {
+    let absolute = std::path::absolute(path).map_err(|source| StorageError::DataDir {
+        dir: path.to_path_buf(),
+        source,
+    })?;
+    url::Url::from_directory_path(&absolute)
+        .map_err(|()| StorageError::BadTableName(name.to_string()))
+}
+
+/// Table names become directory names: keep them to what every file system accepts.
+fn is_storable_name(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_storable_name;
+
+    #[test]
+    fn storable_names_are_plain_identifiers() {
+        assert!(is_storable_name("events"));
+        assert!(is_storable_name("_user_vectors_2"));
+        assert!(!is_storable_name("../etc"));
+        assert!(!is_storable_name("2fast"));
+        assert!(!is_storable_name("a b"));
+        assert!(!is_storable_name(&"x".repeat(64)));
+    }
+}

@@ -1,0 +1,437 @@
+//! Durable tables: restart, DROP, the data-dir lock, Delta compatibility, concurrent
+//! INSERTs with freshness and compaction, COPY FROM STDIN through psql, and the crash
+//! test (SIGKILL mid-stream; every acknowledged row is there exactly once).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::array::Int64Array;
+use datafusion::arrow::record_batch::RecordBatch;
+use rankql::engine::{Engine, EngineOptions};
+
+use crate::common::{connect, models_dir, options, start_server_with};
+use crate::psql::psql;
+
+fn durable_options(dir: &Path) -> EngineOptions {
+    EngineOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..options(false)
+    }
+}
+
+async fn query(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
+    engine
+        .context
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn single_i64(engine: &Engine, sql: &str) -> i64 {
+    let batches = query(engine, sql).await;
+    batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap_or_else(|| panic!("{sql}: not a BIGINT"))
+        .value(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_survive_a_restart_and_drop_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+        query(
+            &engine,
+            "CREATE TABLE events (id BIGINT NOT NULL, kind TEXT)",
+        )
+        .await;
+        query(
+            &engine,
+            "INSERT INTO events VALUES (1, 'view'), (2, 'click')",
+        )
+        .await;
+        query(&engine, "INSERT INTO events VALUES (3, NULL)").await;
+        query(
+            &engine,
+            "CREATE TABLE doubled AS SELECT id * 2 AS twice FROM events",
+        )
+        .await;
+        query(&engine, "CREATE TABLE empty_one (x INT)").await;
+    }
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    assert_eq!(single_i64(&engine, "SELECT count(*) FROM events").await, 3);
+    assert_eq!(
+        single_i64(&engine, "SELECT sum(twice) FROM doubled").await,
+        12
+    );
+    assert_eq!(
+        single_i64(&engine, "SELECT count(*) FROM empty_one").await,
+        0
+    );
+    assert_eq!(
+        single_i64(&engine, "SELECT count(*) FROM events WHERE kind IS NULL").await,
+        1
+    );
+    query(&engine, "DROP TABLE doubled").await;
+    assert!(!dir.path().join("tables").join("doubled").exists());
+    drop(engine);
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    let error = engine
+        .context
+        .sql("SELECT * FROM doubled")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("doubled"), "{error}");
+    assert_eq!(single_i64(&engine, "SELECT count(*) FROM events").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_data_dir_and_bad_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    let second = Engine::new(durable_options(dir.path())).await;
+    let error = second.err().expect("second open must fail").to_string();
+    assert!(error.contains("in use by another rankql"), "{error}");
+
+    let error = engine
+        .context
+        .sql("CREATE TABLE \"../escape\" (x INT)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot be stored"), "{error}");
+    let error = engine
+        .context
+        .sql("SELECT * FROM \"../escape\"")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("escape"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_delta_tables_that_a_delta_reader_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    query(
+        &engine,
+        "CREATE TABLE scores AS SELECT * FROM (VALUES (1, 0.5), (2, 0.25)) AS t(id, score)",
+    )
+    .await;
+    let location = dir.path().join("tables").join("scores");
+    assert!(location
+        .join("_delta_log")
+        .join("00000000000000000000.json")
+        .is_file());
+
+    let reader = Engine::new(options(false)).await.unwrap();
+    query(
+        &reader,
+        &format!(
+            "CREATE EXTERNAL TABLE copied STORED AS DELTATABLE LOCATION '{}'",
+            location.display()
+        ),
+    )
+    .await;
+    assert_eq!(single_i64(&reader, "SELECT sum(id) FROM copied").await, 3);
+}
+
+/// Active data files of a Delta table, as a Delta reader sees them.
+async fn active_files(location: &Path) -> usize {
+    let url = url::Url::from_directory_path(location).unwrap();
+    let table = deltalake_core::open_table(url).await.unwrap();
+    table.get_file_uris().unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_single_row_inserts_are_kept_fresh_and_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(durable_options(dir.path())).await;
+    let port = server.port;
+    connect(port)
+        .await
+        .simple_query("CREATE TABLE clicks (id BIGINT NOT NULL, writer BIGINT)")
+        .await
+        .unwrap();
+    const WRITERS: i64 = 16;
+    const ROWS_EACH: i64 = 40;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        tasks.push(tokio::spawn(async move {
+            let inserter = connect(port).await;
+            let reader = connect(port).await;
+            for i in 0..ROWS_EACH {
+                let id = writer * 1000 + i;
+                inserter
+                    .simple_query(&format!("INSERT INTO clicks VALUES ({id}, {writer})"))
+                    .await
+                    .unwrap();
+                let seen = reader
+                    .query_one(&format!("SELECT count(*) FROM clicks WHERE id = {id}"), &[])
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0);
+                assert_eq!(
+                    seen, 1,
+                    "row {id} not visible on another connection after INSERT returned"
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let client = connect(port).await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id) FROM clicks", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), WRITERS * ROWS_EACH);
+    assert_eq!(row.get::<_, i64>(1), WRITERS * ROWS_EACH);
+    let files = active_files(&dir.path().join("tables").join("clicks")).await;
+    assert!(
+        files <= 70,
+        "{files} data files for {} single-row inserts: compaction did not run",
+        WRITERS * ROWS_EACH
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_through_psql() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(EngineOptions {
+        demo: true,
+        ..durable_options(dir.path())
+    })
+    .await;
+    let client = connect(server.port).await;
+    client
+        .simple_query("CREATE TABLE views (user_id BIGINT NOT NULL, product TEXT, ts TIMESTAMP)")
+        .await
+        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let text = files.path().join("views.tsv");
+    std::fs::write(&text, "1\tlamp\t2026-11-01 10:00:00\n2\tsofa, blue\t\\N\n").unwrap();
+    let csv = files.path().join("views.csv");
+    std::fs::write(
+        &csv,
+        "user_id,product,ts\n3,\"desk \"\"pro\"\"\",2026-11-02T08:00:00\n4,,\n",
+    )
+    .unwrap();
+    let copy_text = format!("\\copy views FROM '{}'", text.display());
+    let Some((ok, out, err)) = psql(server.port, &["-c", &copy_text]).await else {
+        return;
+    };
+    assert!(ok && out.contains("COPY 2"), "{out}{err}");
+    let copy_csv = format!(
+        "\\copy views FROM '{}' WITH (FORMAT csv, HEADER true)",
+        csv.display()
+    );
+    let (ok, out, err) = psql(server.port, &["-c", &copy_csv]).await.unwrap();
+    assert!(ok && out.contains("COPY 2"), "{out}{err}");
+    let row = client
+        .query_one(
+            "SELECT count(*), count(ts), max(product) FILTER (WHERE user_id = 3) FROM views",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 4);
+    assert_eq!(row.get::<_, i64>(1), 2);
+    assert_eq!(row.get::<_, String>(2), "desk \"pro\"");
+
+    let bad = files.path().join("bad.tsv");
+    std::fs::write(&bad, "5\tok\t\\N\nsix\tbad\t\\N\n").unwrap();
+    let copy_bad = format!("\\copy views FROM '{}'", bad.display());
+    let (ok, _, err) = psql(server.port, &["-c", &copy_bad]).await.unwrap();
+    assert!(
+        !ok && err.contains("line 2") && err.contains("user_id"),
+        "{err}"
+    );
+    let (ok, _, err) = psql(server.port, &["-c", "\\copy views (product) FROM STDIN"])
+        .await
+        .unwrap();
+    assert!(!ok && err.contains("NOT NULL"), "{err}");
+    let (ok, _, err) = psql(server.port, &["-c", "\\copy nowhere FROM STDIN"])
+        .await
+        .unwrap();
+    assert!(!ok && err.contains("nowhere"), "{err}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM views", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 4, "a rejected COPY must leave the table unchanged");
+
+    // In-memory tables (the demo's) take COPY too.
+    let events = files.path().join("events.csv");
+    std::fs::write(&events, "999001,7,3,view,2026-11-01T00:00:00Z\n").unwrap();
+    let copy_events = format!("\\copy events FROM '{}' CSV", events.display());
+    let (ok, out, err) = psql(server.port, &["-c", &copy_events]).await.unwrap();
+    assert!(ok && out.contains("COPY 1"), "{out}{err}");
+}
+
+/// `rankql serve` as a child process on a free port, with its data dir.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rankql"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("RANKQL_MODELS", models_dir())
+            .env("RANKQL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rankql serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, port) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split([';', ' ']).next().unwrap_or_default();
+                    let port = address
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                    if let (Some(port), Some(found)) = (port, found.take()) {
+                        let _ = found.send(port);
+                    }
+                }
+            }
+        });
+        let port = port
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server printed its address");
+        Self { child, port }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_row_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    connect(server.port)
+        .await
+        .simple_query("CREATE TABLE acks (id BIGINT NOT NULL, round BIGINT)")
+        .await
+        .unwrap();
+    let mut server = Some(server);
+    let acknowledged: Arc<Mutex<Vec<i64>>> = Arc::default();
+    for round in 0..3i64 {
+        let port = server.as_ref().expect("running").port;
+        let mut writers = Vec::new();
+        for writer in 0..8i64 {
+            let acknowledged = acknowledged.clone();
+            writers.push(tokio::spawn(async move {
+                let client = connect(port).await;
+                for i in 0.. {
+                    let id = round * 1_000_000 + writer * 100_000 + i;
+                    let sql = format!("INSERT INTO acks VALUES ({id}, {round})");
+                    if client.simple_query(&sql).await.is_err() {
+                        break;
+                    }
+                    acknowledged.lock().unwrap().push(id);
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.take().expect("running").kill_9();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        server = Some(ServerProcess::start(dir.path()));
+    }
+    let port = server.as_ref().expect("running").port;
+    let client = connect(port).await;
+    let rows = client.query("SELECT id FROM acks", &[]).await.unwrap();
+    let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let unique: HashSet<i64> = stored.iter().copied().collect();
+    assert_eq!(unique.len(), stored.len(), "duplicated rows after crashes");
+    let acknowledged = acknowledged.lock().unwrap();
+    assert!(
+        acknowledged.len() > 100,
+        "too few inserts to test anything: {}",
+        acknowledged.len()
+    );
+    let lost: Vec<&i64> = acknowledged
+        .iter()
+        .filter(|id| !unique.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // The table still takes writes after three crashes.
+    client
+        .simple_query("INSERT INTO acks VALUES (-1, -1)")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_through_psycopg() {
+    let importable = Command::new("python3")
+        .args(["-c", "import psycopg"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        eprintln!("SKIPPED: psycopg is not installed (pip install 'psycopg[binary]'); .ci/run installs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(durable_options(dir.path())).await;
+    let script = format!(
+        r#"
+import psycopg
+with psycopg.connect("host=127.0.0.1 port={port} user=rankql dbname=rankql", autocommit=True) as conn:
+    conn.execute("CREATE TABLE ratings (user_id BIGINT NOT NULL, item TEXT, score DOUBLE)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY ratings (user_id, item, score) FROM STDIN") as copy:
+            for i in range(5000):
+                copy.write_row((i, f"item\t{{i}}", i / 10 if i % 7 else None))
+    print(conn.execute("SELECT count(*), count(score), max(item) FROM ratings").fetchone())
+"#,
+        port = server.port
+    );
+    let output =
+        tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", &script]).output())
+            .await
+            .unwrap()
+            .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "(5000, 4285, 'item\\t999')");
+}
