@@ -14,7 +14,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 for count in $((n / 20)) "$n"; do
-  "$rankql" sql --format csv \
+  "$rankql" sql --in-memory --format csv \
     "SELECT s AS id, 'Product ' || s || ': ' || repeat('lightweight breathable running shoe for trail and road ', 1 + s % 5) || (s * 7919 % 100003) AS text FROM generate_series(1, $count) AS g(s)" \
     > "$work/texts.csv"
   cat > "$work/job.sql" <<SQL
@@ -22,7 +22,7 @@ CREATE EXTERNAL TABLE texts STORED AS CSV LOCATION '$work/texts.csv' OPTIONS ('f
 COPY (SELECT id, embed(text) AS vec FROM texts) TO '$work/vectors.parquet' STORED AS PARQUET OPTIONS ('format.max_row_group_size' '8192');
 SQL
   start=$(date +%s.%N)
-  /usr/bin/time -v "$rankql" run "$work/job.sql" 2> "$work/time.txt" > /dev/null
+  /usr/bin/time -v "$rankql" run --in-memory "$work/job.sql" 2> "$work/time.txt" > /dev/null
   end=$(date +%s.%N)
   rss=$(grep "Maximum resident set size" "$work/time.txt" | awk '{print $6}')
   echo "$count texts: $(echo "$count / ($end - $start)" | bc -l | xargs printf '%.1f') texts/s, peak RSS $((rss / 1024)) MiB"

@@ -3,7 +3,7 @@
 -- Identical texts are embedded once, and the embed() cache (see embed_stats()) makes a
 -- re-run within the same process cost only lookups for unchanged products.
 
-CREATE TABLE product_vectors AS
+CREATE OR REPLACE TABLE product_vectors AS
 SELECT product_id, category, embed(title || ' ' || description) AS vec
 FROM products;
 

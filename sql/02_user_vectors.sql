@@ -3,10 +3,10 @@
 -- 30-day exponential time decay from the demo's clock (2026-11-01).
 -- Needs: 01_product_vectors.sql
 
-CREATE TABLE event_weights AS
+CREATE OR REPLACE TABLE event_weights AS
 SELECT * FROM (VALUES ('view', 1.0), ('click', 2.0), ('add_to_cart', 4.0), ('purchase', 8.0)) AS w(event_type, weight);
 
-CREATE TABLE user_vectors AS
+CREATE OR REPLACE TABLE user_vectors AS
 SELECT e.user_id,
        vec_avg(pv.vec, w.weight * exp(-(extract(epoch FROM (TIMESTAMP '2026-11-01 00:00:00' - e.ts)) / 86400.0) / 30.0)) AS vec,
        count(*) AS events
@@ -16,7 +16,7 @@ JOIN product_vectors pv USING (product_id)
 GROUP BY e.user_id;
 
 -- The plain variant: embed the concatenated titles of a user's last 10 events.
-CREATE TABLE user_text_vectors AS
+CREATE OR REPLACE TABLE user_text_vectors AS
 SELECT user_id, embed(string_agg(title, '. ')) AS vec
 FROM (
   SELECT e.user_id, p.title,

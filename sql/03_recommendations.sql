@@ -3,12 +3,12 @@
 -- history (cold start) get the most popular products.
 -- Needs: 01_product_vectors.sql, 02_user_vectors.sql
 
-CREATE TABLE popularity AS
+CREATE OR REPLACE TABLE popularity AS
 SELECT product_id,
        sum(CASE event_type WHEN 'purchase' THEN 8 WHEN 'add_to_cart' THEN 4 WHEN 'click' THEN 2 ELSE 1 END) AS popularity
 FROM events GROUP BY product_id;
 
-CREATE TABLE recommendations AS
+CREATE OR REPLACE TABLE recommendations AS
 WITH candidates AS (
   SELECT u.user_id, pv.product_id, cosine(u.vec, pv.vec) AS score
   FROM user_vectors u CROSS JOIN product_vectors pv

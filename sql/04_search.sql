@@ -2,16 +2,16 @@
 -- match signal by reciprocal-rank fusion, with softmax probabilities.
 -- Needs: 01_product_vectors.sql
 
-CREATE TABLE search_queries AS
+CREATE OR REPLACE TABLE search_queries AS
 SELECT * FROM (VALUES (1, 'shoes for my first marathon'), (2, 'coffee for the office'), (3, 'quiet headphones for commuting')) AS q(query_id, query);
 
 -- The words of each query (longer than 3 letters), for the keyword signal.
-CREATE TABLE query_words AS
+CREATE OR REPLACE TABLE query_words AS
 SELECT query_id, word FROM (
   SELECT query_id, unnest(string_to_array(lower(query), ' ')) AS word FROM search_queries
 ) WHERE length(word) > 3;
 
-CREATE TABLE search_results AS
+CREATE OR REPLACE TABLE search_results AS
 WITH semantic AS (
   SELECT q.query_id, pv.product_id,
          ROW_NUMBER() OVER (PARTITION BY q.query_id ORDER BY cosine(pv.vec, embed(q.query)) DESC) AS rnk

@@ -2,7 +2,7 @@
 -- with a daily budget cap per campaign and a frequency cap per user.
 -- Needs: 01_product_vectors.sql, 02_user_vectors.sql
 
-CREATE TABLE campaigns AS
+CREATE OR REPLACE TABLE campaigns AS
 SELECT product_id AS campaign_id, product_id,
        round(0.2 + (product_id % 7) * 0.15, 2) AS bid,
        CAST(50 + (product_id % 5) * 25 AS DOUBLE) AS daily_budget,
@@ -10,10 +10,10 @@ SELECT product_id AS campaign_id, product_id,
 FROM products WHERE product_id % 3 = 0;
 
 -- Impressions already served today, for the frequency cap (at most 2 per user and ad).
-CREATE TABLE ad_impressions AS
+CREATE OR REPLACE TABLE ad_impressions AS
 SELECT user_id, campaign_id FROM (VALUES (1, 3), (1, 3), (1, 6), (2, 9)) AS i(user_id, campaign_id);
 
-CREATE TABLE ad_rankings AS
+CREATE OR REPLACE TABLE ad_rankings AS
 WITH eligible AS (
   SELECT u.user_id, c.campaign_id, c.bid,
          greatest(cosine(u.vec, pv.vec), 0.0) AS relevance

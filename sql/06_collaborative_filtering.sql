@@ -3,13 +3,13 @@
 -- with the content signal (cosine of product vectors).
 -- Needs: 01_product_vectors.sql
 
-CREATE TABLE item_users AS
+CREATE OR REPLACE TABLE item_users AS
 SELECT DISTINCT user_id, product_id FROM events;
 
-CREATE TABLE item_counts AS
+CREATE OR REPLACE TABLE item_counts AS
 SELECT product_id, count(*) AS n FROM item_users GROUP BY product_id;
 
-CREATE TABLE item_neighbours AS
+CREATE OR REPLACE TABLE item_neighbours AS
 WITH co AS (
   SELECT a.product_id AS item, b.product_id AS neighbour, count(*) AS together
   FROM item_users a JOIN item_users b ON a.user_id = b.user_id AND a.product_id <> b.product_id

@@ -2,7 +2,7 @@
 -- which re-rank a category's top candidates. INSERTing new events changes the counts,
 -- and the next query re-ranks on them.
 
-CREATE TABLE live_counts AS
+CREATE OR REPLACE TABLE live_counts AS
 SELECT product_id,
        CAST(sum(CASE WHEN event_type = 'click' THEN 1 ELSE 0 END) AS DOUBLE) AS clicks,
        CAST(sum(CASE WHEN event_type = 'view' THEN 1 ELSE 0 END) AS DOUBLE) AS impressions
@@ -11,7 +11,7 @@ FROM events GROUP BY product_id;
 -- A burst of fresh clicks on product 17 arrives.
 INSERT INTO live_counts VALUES (17, 40.0, 40.0);
 
-CREATE TABLE bandit_ranking AS
+CREATE OR REPLACE TABLE bandit_ranking AS
 WITH counts AS (
   SELECT product_id, sum(clicks) AS clicks, sum(impressions) AS impressions
   FROM live_counts GROUP BY product_id

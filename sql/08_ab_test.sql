@@ -1,10 +1,10 @@
 -- A/B testing: deterministic arms per user and a report of CTR and conversion per arm,
 -- with 95% normal-approximation confidence intervals.
 
-CREATE TABLE ab_assignments AS
+CREATE OR REPLACE TABLE ab_assignments AS
 SELECT user_id, ab_bucket(user_id, 'ranker-v2', '[50, 50]') AS arm FROM users;
 
-CREATE TABLE ab_report AS
+CREATE OR REPLACE TABLE ab_report AS
 WITH per_arm AS (
   SELECT a.arm,
          count(DISTINCT a.user_id) AS users,

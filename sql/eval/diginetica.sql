@@ -9,31 +9,31 @@
 CREATE EXTERNAL TABLE dg_views (session_id BIGINT, item_id BIGINT, timeframe BIGINT, eventdate VARCHAR)
 STORED AS CSV LOCATION 'eval-data/diginetica/views.csv' OPTIONS ('format.has_header' 'true');
 
-CREATE TABLE dg_ordered AS
+CREATE OR REPLACE TABLE dg_ordered AS
 SELECT session_id, item_id,
        row_number() OVER (PARTITION BY session_id ORDER BY timeframe, item_id) AS position,
        count(*) OVER (PARTITION BY session_id) AS length
 FROM dg_views;
 
 -- The held-out last view of each session, and what the model may learn from.
-CREATE TABLE dg_test AS
+CREATE OR REPLACE TABLE dg_test AS
 SELECT session_id, item_id AS target FROM dg_ordered WHERE length >= 2 AND position = length;
-CREATE TABLE dg_train AS
+CREATE OR REPLACE TABLE dg_train AS
 SELECT session_id, item_id, position FROM dg_ordered WHERE NOT (length >= 2 AND position = length);
-CREATE TABLE dg_last_seen AS
+CREATE OR REPLACE TABLE dg_last_seen AS
 SELECT o.session_id, o.item_id AS last_item
 FROM dg_ordered o WHERE o.length >= 2 AND o.position = o.length - 1;
 
 -- Popularity: the 20 most viewed items.
-CREATE TABLE dg_popular AS
+CREATE OR REPLACE TABLE dg_popular AS
 SELECT item_id, row_number() OVER (ORDER BY n DESC, item_id) AS rank
 FROM (SELECT item_id, count(*) AS n FROM dg_train GROUP BY item_id)
 ORDER BY rank LIMIT 20;
 
 -- Co-visitation: items viewed in the same session, weighted by closeness in the session
 -- (1 / distance), normalised by the square root of both items' view counts.
-CREATE TABLE dg_counts AS SELECT item_id, count(*) AS n FROM dg_train GROUP BY item_id;
-CREATE TABLE dg_covisits AS
+CREATE OR REPLACE TABLE dg_counts AS SELECT item_id, count(*) AS n FROM dg_train GROUP BY item_id;
+CREATE OR REPLACE TABLE dg_covisits AS
 SELECT a.item_id AS item, b.item_id AS neighbour,
        sum(1.0 / abs(a.position - b.position)) / sqrt(CAST(ca.n AS DOUBLE) * CAST(cb.n AS DOUBLE)) AS weight
 FROM dg_train a
@@ -43,7 +43,7 @@ JOIN dg_counts cb ON cb.item_id = b.item_id
 GROUP BY a.item_id, b.item_id, ca.n, cb.n;
 
 -- Co-visitation candidates first; popularity fills the list to 20.
-CREATE TABLE dg_recs AS
+CREATE OR REPLACE TABLE dg_recs AS
 SELECT 'popularity' AS method, t.session_id, p.item_id, p.rank
 FROM dg_test t CROSS JOIN dg_popular p
 UNION ALL

@@ -10,26 +10,26 @@
 CREATE EXTERNAL TABLE fk_products (product_id BIGINT, name VARCHAR, description VARCHAR, brand VARCHAR, category_path VARCHAR)
 STORED AS CSV LOCATION 'eval-data/flipkart/products.csv' OPTIONS ('format.has_header' 'true');
 
-CREATE TABLE fk_categories AS
+CREATE OR REPLACE TABLE fk_categories AS
 SELECT DISTINCT product_id, regexp_replace(trim(category), '\s+', ' ', 'g') AS category
 FROM (
   SELECT product_id, unnest(array_pop_back(string_to_array(category_path, ' >> '))) AS category
   FROM fk_products
 );
 
-CREATE TABLE fk_queries AS
+CREATE OR REPLACE TABLE fk_queries AS
 SELECT row_number() OVER (ORDER BY category) AS query_id, category AS query, n AS relevant
 FROM (SELECT category, count(*) AS n FROM fk_categories GROUP BY category)
 WHERE n >= 5 AND category <> '';
 
 -- Keyword signal: the share of the query's words found in the product's name and
 -- description, names counting double.
-CREATE TABLE fk_query_words AS
+CREATE OR REPLACE TABLE fk_query_words AS
 SELECT query_id, word FROM (
   SELECT query_id, unnest(string_to_array(query, ' ')) AS word FROM fk_queries
 ) WHERE length(word) > 2;
 
-CREATE TABLE fk_keyword AS
+CREATE OR REPLACE TABLE fk_keyword AS
 SELECT w.query_id, p.product_id,
        sum(CASE WHEN strpos(lower(p.name), w.word) > 0 THEN 2.0
                 WHEN strpos(lower(p.description), w.word) > 0 THEN 1.0
@@ -38,16 +38,16 @@ FROM fk_query_words w CROSS JOIN fk_products p
 GROUP BY w.query_id, p.product_id;
 
 -- Embedding signal: embed(query) against embed(name + the start of the description).
-CREATE TABLE fk_product_vectors AS
+CREATE OR REPLACE TABLE fk_product_vectors AS
 SELECT product_id, embed(name || '. ' || substr(coalesce(description, ''), 1, 300)) AS v
 FROM fk_products;
-CREATE TABLE fk_query_vectors AS SELECT query_id, embed(query) AS v FROM fk_queries;
+CREATE OR REPLACE TABLE fk_query_vectors AS SELECT query_id, embed(query) AS v FROM fk_queries;
 
-CREATE TABLE fk_semantic AS
+CREATE OR REPLACE TABLE fk_semantic AS
 SELECT q.query_id, p.product_id, cosine(q.v, p.v) AS score
 FROM fk_query_vectors q CROSS JOIN fk_product_vectors p;
 
-CREATE TABLE fk_ranked AS
+CREATE OR REPLACE TABLE fk_ranked AS
 SELECT 'keyword' AS signal, query_id, product_id,
        row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id) AS rank
 FROM fk_keyword WHERE score > 0
@@ -56,7 +56,7 @@ SELECT 'embedding', query_id, product_id,
        row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id)
 FROM fk_semantic;
 
-CREATE TABLE fk_results AS
+CREATE OR REPLACE TABLE fk_results AS
 SELECT 'keyword only' AS method, query_id, product_id, rank FROM fk_ranked WHERE signal = 'keyword' AND rank <= 10
 UNION ALL
 SELECT 'embedding only', query_id, product_id, rank FROM fk_ranked WHERE signal = 'embedding' AND rank <= 10
@@ -80,7 +80,7 @@ SELECT 'fused (cosine + 0.05 x keyword)', query_id, product_id, rank FROM (
   FROM fk_semantic s LEFT JOIN fk_keyword k ON k.query_id = s.query_id AND k.product_id = s.product_id
 ) WHERE rank <= 10;
 
-CREATE TABLE fk_ideal AS
+CREATE OR REPLACE TABLE fk_ideal AS
 SELECT q.query_id, sum(1.0 / log2(r.value + 1.0)) AS idcg
 FROM fk_queries q JOIN generate_series(1, 10) r ON r.value <= q.relevant
 GROUP BY q.query_id;

@@ -13,19 +13,19 @@ STORED AS CSV LOCATION 'eval-data/ml-100k/ratings.csv' OPTIONS ('format.has_head
 CREATE EXTERNAL TABLE ml_movies (item_id BIGINT, title VARCHAR, year VARCHAR, genres VARCHAR)
 STORED AS CSV LOCATION 'eval-data/ml-100k/movies.csv' OPTIONS ('format.has_header' 'true');
 
-CREATE TABLE ml_split AS
+CREATE OR REPLACE TABLE ml_split AS
 SELECT user_id, item_id, rating,
        ab_bucket(CAST(user_id AS VARCHAR) || ':' || CAST(item_id AS VARCHAR), 'ml100k-80-20', '[80, 20]') AS fold
 FROM ml_ratings;
 
-CREATE TABLE ml_train AS SELECT user_id, item_id, rating FROM ml_split WHERE fold = 0;
-CREATE TABLE ml_test AS SELECT user_id, item_id FROM ml_split WHERE fold = 1;
-CREATE TABLE ml_users AS SELECT user_id, count(*) AS n_test FROM ml_test GROUP BY user_id;
+CREATE OR REPLACE TABLE ml_train AS SELECT user_id, item_id, rating FROM ml_split WHERE fold = 0;
+CREATE OR REPLACE TABLE ml_test AS SELECT user_id, item_id FROM ml_split WHERE fold = 1;
+CREATE OR REPLACE TABLE ml_users AS SELECT user_id, count(*) AS n_test FROM ml_test GROUP BY user_id;
 
 -- 1. Popularity: the most-rated items in train the user has not rated.
-CREATE TABLE ml_popularity AS SELECT item_id, count(*) AS n FROM ml_train GROUP BY item_id;
+CREATE OR REPLACE TABLE ml_popularity AS SELECT item_id, count(*) AS n FROM ml_train GROUP BY item_id;
 
-CREATE TABLE rec_popularity AS
+CREATE OR REPLACE TABLE rec_popularity AS
 SELECT user_id, item_id, rank FROM (
   SELECT u.user_id, p.item_id,
          row_number() OVER (PARTITION BY u.user_id ORDER BY p.n DESC, p.item_id) AS rank
@@ -41,9 +41,9 @@ SELECT user_id, item_id, rank FROM (
 -- (b) RP3beta: the weight of a random walk item -> user -> item (each step divided by
 --     the degree it leaves from), divided by the target item's popularity^0.6, which
 --     keeps blockbusters from drowning everything else.
-CREATE TABLE ml_user_degree AS SELECT user_id, count(*) AS n FROM ml_train GROUP BY user_id;
+CREATE OR REPLACE TABLE ml_user_degree AS SELECT user_id, count(*) AS n FROM ml_train GROUP BY user_id;
 
-CREATE TABLE ml_item_pairs AS
+CREATE OR REPLACE TABLE ml_item_pairs AS
 SELECT a.item_id AS item, b.item_id AS neighbour, count(*) AS together,
        sum(1.0 / CAST(d.n AS DOUBLE)) AS walk
 FROM ml_train a
@@ -51,7 +51,7 @@ JOIN ml_train b ON a.user_id = b.user_id AND a.item_id <> b.item_id
 JOIN ml_user_degree d ON d.user_id = a.user_id
 GROUP BY a.item_id, b.item_id;
 
-CREATE TABLE ml_pair_weights AS
+CREATE OR REPLACE TABLE ml_pair_weights AS
 SELECT p.item, p.neighbour,
        CAST(p.together AS DOUBLE) / sqrt(CAST(pi.n AS DOUBLE) * CAST(pn.n AS DOUBLE)) AS cosine,
        p.walk / CAST(pi.n AS DOUBLE) / power(CAST(pn.n AS DOUBLE), 0.6) AS rp3beta
@@ -59,7 +59,7 @@ FROM ml_item_pairs p
 JOIN ml_popularity pi ON pi.item_id = p.item
 JOIN ml_popularity pn ON pn.item_id = p.neighbour;
 
-CREATE TABLE ml_neighbours AS
+CREATE OR REPLACE TABLE ml_neighbours AS
 SELECT 'cosine' AS kind, item, neighbour, weight FROM (
   SELECT item, neighbour, cosine AS weight,
          row_number() OVER (PARTITION BY item ORDER BY cosine DESC, neighbour) AS k
@@ -70,12 +70,12 @@ SELECT 'rp3beta', item, neighbour, weight FROM (
          row_number() OVER (PARTITION BY item ORDER BY rp3beta DESC, neighbour) AS k
   FROM ml_pair_weights) WHERE k <= 200;
 
-CREATE TABLE ml_cf_scores AS
+CREATE OR REPLACE TABLE ml_cf_scores AS
 SELECT n.kind, t.user_id, n.neighbour AS item_id, sum(n.weight) AS score
 FROM ml_train t JOIN ml_neighbours n ON n.item = t.item_id
 GROUP BY n.kind, t.user_id, n.neighbour;
 
-CREATE TABLE rec_item_cf AS
+CREATE OR REPLACE TABLE rec_item_cf AS
 SELECT kind, user_id, item_id, rank FROM (
   SELECT s.kind, s.user_id, s.item_id,
          row_number() OVER (PARTITION BY s.kind, s.user_id ORDER BY s.score DESC, s.item_id) AS rank
@@ -86,20 +86,20 @@ SELECT kind, user_id, item_id, rank FROM (
 
 -- 3. Content only: embedded "title (year): genres", a user is the average of the items
 -- they rated, weighted by rating; cosine ranks every unrated item.
-CREATE TABLE ml_item_vectors AS
+CREATE OR REPLACE TABLE ml_item_vectors AS
 SELECT item_id, embed(title || ' (' || coalesce(year, '') || '): ' || coalesce(genres, '')) AS v
 FROM ml_movies;
 
-CREATE TABLE ml_user_vectors AS
+CREATE OR REPLACE TABLE ml_user_vectors AS
 SELECT t.user_id, vec_avg(iv.v, CAST(t.rating AS DOUBLE)) AS v
 FROM ml_train t JOIN ml_item_vectors iv ON iv.item_id = t.item_id
 GROUP BY t.user_id;
 
-CREATE TABLE ml_content_scores AS
+CREATE OR REPLACE TABLE ml_content_scores AS
 SELECT u.user_id, iv.item_id, cosine(u.v, iv.v) AS score
 FROM ml_user_vectors u CROSS JOIN ml_item_vectors iv;
 
-CREATE TABLE rec_content AS
+CREATE OR REPLACE TABLE rec_content AS
 SELECT user_id, item_id, rank FROM (
   SELECT s.user_id, s.item_id, row_number() OVER (PARTITION BY s.user_id ORDER BY s.score DESC, s.item_id) AS rank
   FROM ml_content_scores s
@@ -108,7 +108,7 @@ SELECT user_id, item_id, rank FROM (
 ) WHERE rank <= 10;
 
 -- 4. Hybrid: the RP3beta score scaled to [0, 1] per user, plus the content cosine.
-CREATE TABLE rec_hybrid AS
+CREATE OR REPLACE TABLE rec_hybrid AS
 WITH candidates AS (
   SELECT c.user_id, c.item_id,
          c.score / max(c.score) OVER (PARTITION BY c.user_id) AS cf,
@@ -126,14 +126,14 @@ SELECT user_id, item_id, rank FROM (
 ) WHERE rank <= 10;
 
 -- Metrics.
-CREATE TABLE ml_recs AS
+CREATE OR REPLACE TABLE ml_recs AS
 SELECT 'popularity' AS method, * FROM rec_popularity
 UNION ALL SELECT 'item-item CF (ItemKNN, cosine)', user_id, item_id, rank FROM rec_item_cf WHERE kind = 'cosine'
 UNION ALL SELECT 'item-item CF (RP3beta)', user_id, item_id, rank FROM rec_item_cf WHERE kind = 'rp3beta'
 UNION ALL SELECT 'content (embedded titles)', * FROM rec_content
 UNION ALL SELECT 'hybrid (RP3beta + content)', * FROM rec_hybrid;
 
-CREATE TABLE ml_ideal AS
+CREATE OR REPLACE TABLE ml_ideal AS
 SELECT u.n_test, sum(1.0 / log2(r.value + 1.0)) AS idcg
 FROM (SELECT DISTINCT n_test FROM ml_users) u
 JOIN generate_series(1, 10) r ON r.value <= u.n_test
