@@ -146,19 +146,19 @@ impl DurableSchema {
             self.move_to_trash(&path)?;
         }
         let schema = memory.schema();
-        let mut batches: Vec<RecordBatch> = memory
-            .batches
-            .iter()
-            .flat_map(|partition| match partition.try_read() {
-                Ok(batches) => batches.clone(),
-                Err(_) => Vec::new(),
-            })
-            .collect();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for partition in &memory.batches {
+            // The table was built a moment ago by this statement: nothing else holds it.
+            let rows = partition
+                .try_read()
+                .map_err(|_| StorageError::WriterGone(name.to_string()))?;
+            batches.extend(rows.iter().cloned());
+        }
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         let name_owned = name.to_string();
-        let table = self.block_on(async move {
+        let table = self.block_on(name, async move {
             std::fs::create_dir_all(&path).map_err(|source| StorageError::DataDir {
                 dir: path.clone(),
                 source,
@@ -176,7 +176,9 @@ impl DurableSchema {
         let handle = self.handle().clone();
         let policy = self.policy;
         let name_owned = name.to_string();
-        self.block_on(async move { durable_table(&name_owned, table, policy, &handle).await })?
+        self.block_on(name, async move {
+            durable_table(&name_owned, table, policy, &handle).await
+        })?
     }
 
     fn drop_durable(&self, table: &DurableTable) -> Result<(), StorageError> {
@@ -245,6 +247,7 @@ impl DurableSchema {
     /// because the work runs on the writer runtime's threads, not the caller's.
     fn block_on<T: Send + 'static>(
         &self,
+        table: &str,
         work: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (done, outcome) = std::sync::mpsc::channel();
@@ -253,7 +256,7 @@ impl DurableSchema {
         });
         outcome
             .recv()
-            .map_err(|_| StorageError::WriterGone("(create)".to_string()))
+            .map_err(|_| StorageError::WriterGone(table.to_string()))
     }
 
     fn write_tables(

@@ -118,6 +118,18 @@ async fn one_process_per_data_dir_and_bad_names_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_data_dir_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let error = Engine::new(durable_options(&file))
+        .await
+        .err()
+        .expect("must fail");
+    assert!(error.to_string().contains("not-a-directory"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_are_delta_tables_that_a_delta_reader_opens() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(durable_options(dir.path())).await.unwrap();
@@ -374,7 +386,7 @@ async fn every_acknowledged_row_survives_kill_9() {
     let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     let unique: HashSet<i64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "duplicated rows after crashes");
-    let acknowledged = acknowledged.lock().unwrap();
+    let acknowledged: Vec<i64> = acknowledged.lock().unwrap().clone();
     assert!(
         acknowledged.len() > 100,
         "too few inserts to test anything: {}",
@@ -434,4 +446,45 @@ with psycopg.connect("host=127.0.0.1 port={port} user=rankql dbname=rankql", aut
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(stdout.trim(), "(5000, 4285, 'item\\t999')");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deltalake_reads_rankql_tables() {
+    let importable = Command::new("python3")
+        .args(["-c", "import deltalake"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        eprintln!("SKIPPED: the Python deltalake package is not installed (pip install deltalake); .ci/run installs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    query(
+        &engine,
+        "CREATE TABLE clicks (id BIGINT NOT NULL, product TEXT)",
+    )
+    .await;
+    query(
+        &engine,
+        "INSERT INTO clicks VALUES (1, 'lamp'), (2, 'sofa')",
+    )
+    .await;
+    query(&engine, "INSERT INTO clicks VALUES (3, NULL)").await;
+    let location = dir.path().join("tables").join("clicks");
+    let script = format!(
+        "import deltalake\nt = deltalake.DeltaTable({:?}).to_pyarrow_table()\nprint(t.num_rows, sorted(t.column('id').to_pylist()))",
+        location.display().to_string()
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.trim(), "3 [1, 2, 3]");
 }

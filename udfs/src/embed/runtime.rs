@@ -128,6 +128,9 @@ impl ModelSession {
     }
 }
 
+/// A CPU session. Memory patterns are off: they are planned per input shape and kept,
+/// and every micro-batch has its own (texts × longest text) shape, so with them on the
+/// memory of a long `embed` job grows with the number of shapes it has seen.
 fn cpu_session(
     environment: &Environment,
     model_path: &Path,
@@ -135,6 +138,7 @@ fn cpu_session(
 ) -> Result<Session, EmbedError> {
     Ok(Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_memory_pattern(false)?
         .with_intra_threads(intra_threads.max(1))?
         .commit_from_file(model_path)?)
 }
