@@ -54,7 +54,7 @@ EOF
 
 # --- rankql -------------------------------------------------------------------------
 mkdir -p "$WORK/rankql-data"
-RANKQL_LOG=warn "$RANKQL_BIN" serve --port $RANKQL_PORT --data-dir "$WORK/rankql-data" &
+RANKQL_LOG=error "$RANKQL_BIN" serve --port $RANKQL_PORT --data-dir "$WORK/rankql-data" &
 RANKQL_PID=$!
 for _ in $(seq 100); do psql -h 127.0.0.1 -p $RANKQL_PORT -U rankql -d rankql -Atc "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
 rq() { psql -h 127.0.0.1 -p $RANKQL_PORT -U rankql -d rankql -X -v ON_ERROR_STOP=1 -Atq "$@"; }
@@ -87,8 +87,8 @@ pg_tps=$("$PG_BIN/pgbench" -h 127.0.0.1 -p $PG_PORT -U postgres -n -M simple -c 
 
 # --- report -------------------------------------------------------------------------
 awk -v rows="$ROWS" -v rcs="$rankql_copy_s" -v pcs="$pg_copy_s" -v rt="$rankql_tps" -v pt="$pg_tps" \
-    -v rrows="$rankql_copy_rows" -v irows="$rankql_insert_rows" -v files="$rankql_files" -v log="$rankql_active" 'BEGIN {
+    -v rrows="$rankql_copy_rows" -v irows="$rankql_insert_rows" -v files="$rankql_files" -v entries="$rankql_active" 'BEGIN {
   printf "COPY %d events:        rankql %8.0f rows/s (%.1f s, %d rows stored)   PostgreSQL %8.0f rows/s (%.1f s)   ratio %.2f\n", rows, rows/rcs, rcs, rrows, rows/pcs, pcs, (rows/rcs)/(rows/pcs)
   printf "INSERT, 16 connections: rankql %8.0f rows/s   PostgreSQL %8.0f rows/s   ratio %.2f\n", rt, pt, rt/pt
-  printf "rankql after the INSERT run: %d rows, %d parquet files written in all (compaction included), %d log entries\n", irows, files, log
+  printf "rankql after the INSERT run: %d rows, %d parquet files written in all (compaction included), %d log entries\n", irows, files, entries
 }'

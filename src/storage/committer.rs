@@ -9,10 +9,13 @@
 use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
 
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use deltalake_core::operations::optimize::OptimizeType;
-use deltalake_core::protocol::SaveMode;
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::DeltaTable;
 use tokio::sync::{mpsc, oneshot};
 
@@ -153,15 +156,20 @@ impl Writer {
         }
     }
 
+    /// One Delta commit of `batches`: Parquet files first, then the log entry that makes
+    /// them part of the table. Delta's streaming writer, not its planned `write`
+    /// operation: for a handful of rows the planning would cost more than the I/O.
     async fn commit(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
-        let table = self
-            .table
-            .clone()
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_session_state(self.session.clone())
-            .await
-            .map_err(|e| StorageError::delta(&self.name, e))?;
+        let failed = |e| StorageError::delta(&self.name, e);
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(failed)?;
+        // Readers see strings as Utf8View; the writer takes the table's stored types.
+        let stored = writer.arrow_schema();
+        for batch in batches {
+            let batch = cast_batch(&batch, &stored).map_err(|e| failed(e.into()))?;
+            writer.write(batch).await.map_err(failed)?;
+        }
+        let mut table = self.table.clone();
+        writer.flush_and_commit(&mut table).await.map_err(failed)?;
         self.table = table;
         self.commits_since_compaction += 1;
         self.publish().await;
@@ -210,4 +218,18 @@ impl Writer {
             ),
         }
     }
+}
+
+/// `batch` with its columns cast to `schema`'s types.
+pub(crate) fn cast_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }

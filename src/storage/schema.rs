@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use deltalake_core::protocol::SaveMode;
-use deltalake_core::DeltaTable;
+use deltalake_core::{DeltaTable, DeltaTableBuilder};
 
-use super::committer::{Committer, CompactionPolicy, Published};
+use super::committer::{cast_batch, Committer, CompactionPolicy, Published};
 use super::{DurableTable, StorageError};
 
 /// Where durable tables live inside the data directory.
@@ -145,14 +145,21 @@ impl DurableSchema {
             // A directory without a table entry is what a crash during CREATE leaves.
             self.move_to_trash(&path)?;
         }
-        let schema = memory.schema();
+        // Delta stores timestamps in microseconds: convert up front (DataFusion's
+        // TIMESTAMP is nanoseconds), so the table's schema says what it holds.
+        let schema = delta_schema(&memory.schema());
         let mut batches: Vec<RecordBatch> = Vec::new();
         for partition in &memory.batches {
             // The table was built a moment ago by this statement: nothing else holds it.
             let rows = partition
                 .try_read()
                 .map_err(|_| StorageError::WriterGone(name.to_string()))?;
-            batches.extend(rows.iter().cloned());
+            for batch in rows.iter() {
+                batches.push(cast_batch(batch, &schema).map_err(|e| StorageError::Delta {
+                    table: name.to_string(),
+                    source: Box::new(e.into()),
+                })?);
+            }
         }
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(schema.clone()));
@@ -163,8 +170,8 @@ impl DurableSchema {
                 dir: path.clone(),
                 source,
             })?;
-            let table = DeltaTable::try_from_url(table_url(&path, &name_owned)?)
-                .await
+            let table = DeltaTableBuilder::from_url(table_url(&path, &name_owned)?)
+                .and_then(|builder| builder.build())
                 .map_err(|e| StorageError::delta(&name_owned, e))?;
             table
                 .write(batches)
@@ -343,6 +350,22 @@ async fn durable_table(
     let published: Published = Arc::new(RwLock::new(snapshot));
     let committer = Committer::start(name, table, published.clone(), policy, runtime);
     Ok(DurableTable::new(name, schema, published, committer))
+}
+
+/// `schema` with nanosecond timestamps as microseconds, the finest unit Delta stores.
+fn delta_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, zone) => field
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, zone.clone())),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Loads the Delta table at `path`.
