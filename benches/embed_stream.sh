@@ -22,7 +22,19 @@ CREATE EXTERNAL TABLE texts STORED AS CSV LOCATION '$work/texts.csv' OPTIONS ('f
 COPY (SELECT id, embed(text) AS vec FROM texts) TO '$work/vectors.parquet' STORED AS PARQUET OPTIONS ('format.max_row_group_size' '8192');
 SQL
   start=$(date +%s.%N)
-  /usr/bin/time -v "$rankql" run --in-memory "$work/job.sql" 2> "$work/time.txt" > /dev/null
+  /usr/bin/time -v "$rankql" run --in-memory "$work/job.sql" 2> "$work/time.txt" > /dev/null &
+  timer=$!
+  # RSS every minute (stderr), so a long run shows whether memory is flat as it goes.
+  ticks=0
+  while kill -0 "$timer" 2>/dev/null; do
+    sleep 1
+    ticks=$((ticks + 1))
+    [ $((ticks % 60)) -eq 0 ] || continue
+    pid=$(pgrep -f "run --in-memory $work/job.sql" | tail -1 || true)
+    rss_now=$(ps -o rss= -p "${pid:-0}" 2>/dev/null | tr -d ' ' || true)
+    [ -n "$rss_now" ] && echo "  $count texts, $(printf '%.0f' "$(echo "$(date +%s.%N) - $start" | bc)") s in: RSS $((rss_now / 1024)) MiB" >&2
+  done
+  wait "$timer"
   end=$(date +%s.%N)
   rss=$(grep "Maximum resident set size" "$work/time.txt" | awk '{print $6}')
   echo "$count texts: $(echo "$count / ($end - $start)" | bc -l | xargs printf '%.1f') texts/s, peak RSS $((rss / 1024)) MiB"

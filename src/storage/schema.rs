@@ -25,6 +25,15 @@ pub const TABLES_DIR: &str = "tables";
 /// Where dropped tables are moved before they are deleted, so a crash mid-delete never
 /// leaves half a table under `tables/`.
 const TRASH_DIR: &str = ".trash";
+/// Delta properties of the tables rankql creates. A stream of small commits must not
+/// make each commit slower than the last: every commit re-reads the log written since
+/// the last checkpoint and lists the log directory, so checkpoint every 10 commits and
+/// delete log entries older than a minute (once a checkpoint covers them). The price is
+/// time travel beyond a minute, which rankql does not offer.
+const TABLE_PROPERTIES: [(&str, &str); 2] = [
+    ("delta.checkpointInterval", "10"),
+    ("delta.logRetentionDuration", "interval 1 minute"),
+];
 /// The lock file that keeps a second rankql process off the same data directory.
 const LOCK_FILE: &str = ".lock";
 
@@ -177,6 +186,7 @@ impl DurableSchema {
                 .write(batches)
                 .with_save_mode(SaveMode::ErrorIfExists)
                 .with_table_name(name_owned.clone())
+                .with_configuration(TABLE_PROPERTIES.map(|(key, value)| (key, Some(value))))
                 .await
                 .map_err(|e| StorageError::delta(&name_owned, e))
         })??;
