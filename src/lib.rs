@@ -5,7 +5,9 @@
 //! [`engine`] builds the one SessionContext; [`server`] serves it to Postgres clients;
 //! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
-//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call.
+//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call; [`storage`]
+//! keeps tables durable as Delta tables in the data directory; [`copy`] decodes
+//! `COPY … FROM STDIN` data.
 
 pub mod copy;
 pub mod demo;
