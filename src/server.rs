@@ -312,6 +312,13 @@ struct PendingCopy {
 struct CopySlot(std::sync::Mutex<Option<PendingCopy>>);
 
 impl CopySlot {
+    /// The slot of `client`'s connection.
+    fn of(client: &impl ClientInfo) -> Arc<Self> {
+        client
+            .session_extensions()
+            .get_or_insert_with(Self::default)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<PendingCopy>> {
         match self.0.lock() {
             Ok(slot) => slot,
@@ -366,10 +373,7 @@ async fn start_copy_in<C: ClientInfo>(
     } else {
         copy.columns.len()
     };
-    *client
-        .session_extensions()
-        .get_or_insert_with(CopySlot::default)
-        .lock() = Some(PendingCopy {
+    *CopySlot::of(client).lock() = Some(PendingCopy {
         table: copy.table,
         decoder: Ok(decoder),
     });
@@ -394,18 +398,12 @@ impl CopyHandler for CopyIns {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
-        let slot = client
-            .session_extensions()
-            .get_or_insert_with(CopySlot::default);
+        let slot = CopySlot::of(client);
         let mut pending = slot.lock();
-        if let Some(PendingCopy {
-            decoder: decoder @ Ok(_),
-            ..
-        }) = pending.as_mut()
-        {
-            if let Ok(rows) = decoder.as_mut() {
+        if let Some(pending) = pending.as_mut() {
+            if let Ok(rows) = &mut pending.decoder {
                 if let Err(error) = rows.push(&copy_data.data) {
-                    *decoder = Err(error);
+                    pending.decoder = Err(error);
                 }
             }
         }
@@ -418,11 +416,7 @@ impl CopyHandler for CopyIns {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
-        let pending = client
-            .session_extensions()
-            .get_or_insert_with(CopySlot::default)
-            .lock()
-            .take();
+        let pending = CopySlot::of(client).lock().take();
         let Some(PendingCopy { table, decoder }) = pending else {
             return Err(user_error(
                 "08P01",
@@ -456,11 +450,7 @@ impl CopyHandler for CopyIns {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
-        client
-            .session_extensions()
-            .get_or_insert_with(CopySlot::default)
-            .lock()
-            .take();
+        CopySlot::of(client).lock().take();
         user_error(
             "57014",
             format!(

@@ -47,15 +47,6 @@ impl DurableTable {
         &self.name
     }
 
-    /// Appends rows and returns once they are committed; used by `COPY … FROM STDIN`.
-    pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64, StorageError> {
-        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        if rows > 0 {
-            self.committer.append(batches).await?;
-        }
-        Ok(rows)
-    }
-
     fn current(&self) -> Arc<dyn TableProvider> {
         match self.published.read() {
             Ok(current) => current.clone(),
