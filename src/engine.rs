@@ -20,7 +20,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
-use crate::storage::{CompactionPolicy, DurableSchema, StorageError, TABLES_DIR};
+use crate::storage::{DurableSchema, StorageError, WriterPolicy, TABLES_DIR};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub struct EngineOptions {
     pub data_dir: Option<PathBuf>,
     /// Whether to load the built-in demo tables `products`, `users`, `events`.
     pub demo: bool,
+    /// How durable tables batch their commits and compact their files.
+    pub writer: WriterPolicy,
 }
 
 /// The engine every front end (server, `rankql sql`, `rankql run`) shares.
@@ -69,9 +71,7 @@ impl Engine {
     pub async fn new(options: EngineOptions) -> Result<Self, EngineError> {
         // The data directory first: its lock keeps a second process off its files.
         let storage = match &options.data_dir {
-            Some(dir) => Some(Arc::new(
-                DurableSchema::open(dir, CompactionPolicy::default()).await?,
-            )),
+            Some(dir) => Some(Arc::new(DurableSchema::open(dir, options.writer).await?)),
             None => None,
         };
         let config = SessionConfig::new()

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rankql::engine::{Engine, EngineOptions};
 use rankql::runner::{OutputFormat, Runner};
+use rankql::storage::WriterPolicy;
 use rankql_udfs::embed::{Device, EmbedOptions};
 
 /// Embeddings, similarities and rankings in SQL, over the Postgres wire protocol.
@@ -63,6 +64,10 @@ struct EngineArgs {
     /// Keep every table in memory; no data directory is read or written.
     #[arg(long)]
     in_memory: bool,
+    /// Milliseconds between commits of small appends (single-row INSERTs) from the
+    /// tables' write-ahead logs to Delta: how far other Delta readers may lag behind.
+    #[arg(long, default_value_t = 100)]
+    commit_interval_ms: u64,
     /// Directory of installed models (written by `python3 models/fetch.py`).
     #[arg(long, env = "RANKQL_MODELS", default_value = "models/cache")]
     models_dir: PathBuf,
@@ -105,6 +110,10 @@ impl EngineArgs {
             models,
             data_dir: (!self.in_memory).then_some(self.data_dir),
             demo: self.demo,
+            writer: WriterPolicy {
+                commit_interval: std::time::Duration::from_millis(self.commit_interval_ms),
+                ..WriterPolicy::default()
+            },
         }
     }
 }

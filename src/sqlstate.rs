@@ -61,7 +61,11 @@ fn storage_sqlstate(error: &StorageError) -> &'static str {
         StorageError::Locked(_) => "55006",
         StorageError::NotAppend(_) => "0A000",
         StorageError::WriterGone(_) => "57P01",
-        StorageError::DataDir { .. } | StorageError::Delta { .. } => "58030",
+        StorageError::Rows { .. } => "22P02",
+        StorageError::Backlog { .. } => "53000",
+        StorageError::DataDir { .. } | StorageError::Delta { .. } | StorageError::Log { .. } => {
+            "58030"
+        }
     }
 }
 

@@ -1,141 +1,472 @@
-//! One writer per durable table. Appends queue up while a commit is in flight and go
-//! into the next commit together (group commit), so 16 connections sending single-row
-//! INSERTs cost one Delta commit per round trip of the disk, not one per row. A request
-//! is acknowledged only once the commit holding its rows is in the log, and readers get
-//! the new snapshot before anyone is told. Every `small_files` commits, the small files
-//! are compacted into larger ones (Delta's `OPTIMIZE`), so the table does not degrade
-//! into thousands of tiny files.
+//! One writer per durable table, and the state its readers scan.
+//!
+//! Small appends (single-row `INSERT`s from many connections) go to the table's
+//! write-ahead log and are acknowledged as soon as the log has them; from that moment
+//! they are also part of what every scan reads ([`Snapshot::pending`]). The writer task
+//! moves the logged rows into Delta at most every [`WriterPolicy::commit_interval`], all of them in one
+//! commit that also records the log position it covers, then publishes the new Delta
+//! snapshot and forgets those rows in one step, so a scan sees every row exactly once.
+//! Large appends (`COPY`, `INSERT … SELECT`) skip the log: they are committed to Delta
+//! directly, grouped when several arrive while a commit is in flight, and acknowledged
+//! once the commit is in the Delta log. Every `commits_between_compactions` commits the
+//! small files are compacted (Delta's `OPTIMIZE`).
 
 use std::num::NonZeroU64;
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
+use deltalake_core::kernel::transaction::CommitProperties;
+use deltalake_core::kernel::Transaction;
 use deltalake_core::operations::optimize::OptimizeType;
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::DeltaTable;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
 
+use super::wal::{LoggedAppend, WriteAheadLog, WAL_APP_ID, WAL_DIR};
 use super::StorageError;
 
-/// When the writer compacts a table's small files.
+/// How a table's writer batches and compacts.
 #[derive(Debug, Clone, Copy)]
-pub struct CompactionPolicy {
+pub struct WriterPolicy {
+    /// Shortest time between two commits of logged rows to Delta. It bounds the CPU spent
+    /// on Delta commits (tens of milliseconds each) and how far other Delta readers lag
+    /// behind; rankql's own queries see logged rows at once either way.
+    pub commit_interval: Duration,
     /// Compact after this many commits since the last compaction.
     pub commits_between_compactions: usize,
     /// Files are packed up to this size; larger files are left alone.
     pub target_file_bytes: u64,
 }
 
-impl Default for CompactionPolicy {
+impl Default for WriterPolicy {
     fn default() -> Self {
         Self {
+            commit_interval: Duration::from_millis(100),
             commits_between_compactions: 64,
             target_file_bytes: 32 << 20,
         }
     }
 }
-
-/// The newest committed snapshot, as the table readers scan. Swapped by the writer after
-/// each commit.
-pub(crate) type Published = Arc<RwLock<Arc<dyn TableProvider>>>;
-
-/// Most appends folded into one commit, so one commit's memory stays bounded.
+/// Longest wait before retrying a failed commit of logged rows.
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Appends of at least this many rows are committed to Delta directly: the log would
+/// only write them twice.
+const DIRECT_COMMIT_ROWS: usize = 4096;
+/// Most logged rows kept waiting while Delta commits fail; beyond it appends are
+/// refused, so a broken disk cannot grow memory without bound.
+const MAX_PENDING_ROWS: usize = 1_000_000;
+/// Most direct appends folded into one commit, so one commit's memory stays bounded.
 const MAX_APPENDS_PER_COMMIT: usize = 4096;
 
-/// The handle through which a table's rows reach its writer task.
-#[derive(Debug, Clone)]
-pub(crate) struct Committer {
-    table: String,
-    requests: mpsc::UnboundedSender<Append>,
+/// What a scan of the table reads.
+pub(crate) struct Snapshot {
+    /// The newest published Delta snapshot.
+    pub delta: Arc<dyn TableProvider>,
+    /// Acknowledged rows that are in the write-ahead log but not yet in `delta`.
+    pub pending: Vec<RecordBatch>,
 }
 
-/// Rows waiting for a commit, and where to say it happened.
-struct Append {
+/// The handle through which a table is read and appended to.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+/// State shared by the handles and the writer task.
+#[derive(Debug)]
+struct Shared {
+    table: String,
+    /// The table's schema as scans produce it; logged rows are kept in it.
+    schema: SchemaRef,
+    state: Mutex<State>,
+    /// Woken when logged rows wait for a commit.
+    flush_wanted: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    delta: Arc<dyn TableProvider>,
+    pending: Vec<LoggedAppend>,
+    pending_rows: usize,
+    log: WriteAheadLog,
+    next_seq: u64,
+    /// Why the last commit of logged rows failed, until one succeeds.
+    last_error: Option<String>,
+    /// Set when the table is dropped: no more appends.
+    stopped: bool,
+}
+
+enum Request {
+    /// A large append, committed directly; answered once durable.
+    Commit(DirectAppend),
+    /// Commit the logged rows now; answered when done (used when the server stops).
+    Flush(oneshot::Sender<()>),
+    /// Stop for good, answered once no commit is in flight (the table is being dropped).
+    Stop(oneshot::Sender<()>),
+}
+
+struct DirectAppend {
     batches: Vec<RecordBatch>,
     acknowledged: oneshot::Sender<Result<(), StorageError>>,
 }
 
 impl Committer {
-    /// Starts the writer task of `table` on `runtime`. It runs until every handle is dropped.
-    pub(crate) fn start(
+    /// Opens the write-ahead log in the table's directory `dir`, takes back the rows
+    /// that a crash left there, and starts the writer task of `table` on `runtime`.
+    /// The task runs until every handle is dropped.
+    pub(crate) async fn start(
         name: &str,
+        dir: &Path,
         table: DeltaTable,
-        published: Published,
-        policy: CompactionPolicy,
+        policy: WriterPolicy,
         runtime: &tokio::runtime::Handle,
-    ) -> Self {
+    ) -> Result<Self, StorageError> {
+        let failed = |e| StorageError::delta(name, e);
+        let delta = table.table_provider().await.map_err(|e| failed(e.into()))?;
+        let committed = table
+            .snapshot()
+            .map_err(failed)?
+            .transaction_version(table.log_store().as_ref(), WAL_APP_ID)
+            .await
+            .map_err(failed)?
+            .and_then(|version| u64::try_from(version).ok())
+            .unwrap_or(0);
+        let recovered = WriteAheadLog::open(&dir.join(WAL_DIR), committed).map_err(|source| {
+            StorageError::Log {
+                table: name.to_string(),
+                source,
+            }
+        })?;
+        let pending_rows = rows_of(&recovered.uncommitted);
+        let shared = Arc::new(Shared {
+            table: name.to_string(),
+            schema: delta.schema(),
+            state: Mutex::new(State {
+                delta,
+                pending: recovered.uncommitted,
+                pending_rows,
+                log: recovered.log,
+                next_seq: recovered.next_seq,
+                last_error: None,
+                stopped: false,
+            }),
+            flush_wanted: Notify::new(),
+        });
+        if pending_rows > 0 {
+            tracing::info!(table = %name, rows = pending_rows, "rows from the write-ahead log are being committed");
+            shared.flush_wanted.notify_one();
+        }
         let (requests, queue) = mpsc::unbounded_channel();
         let writer = Writer {
-            name: name.to_string(),
+            shared: shared.clone(),
             table,
-            published,
             policy,
             session: Arc::new(deltalake_core::delta_datafusion::create_session().state()),
             commits_since_compaction: 0,
         };
         runtime.spawn(writer.run(queue));
-        Self {
-            table: name.to_string(),
-            requests,
+        Ok(Self { shared, requests })
+    }
+
+    /// The table's schema as scans produce it.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.shared.schema.clone()
+    }
+
+    /// What a scan starting now reads.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let state = self.shared.lock();
+        Snapshot {
+            delta: state.delta.clone(),
+            pending: state
+                .pending
+                .iter()
+                .flat_map(|append| append.batches.iter().cloned())
+                .collect(),
         }
     }
 
-    /// Appends `batches` in one commit (possibly shared with other appends) and returns
-    /// once that commit is durable.
+    /// Appends `batches` and returns once they are durable and visible to new scans.
     pub(crate) async fn append(&self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows >= DIRECT_COMMIT_ROWS {
+            return self.commit_directly(batches).await;
+        }
+        let batches = batches
+            .iter()
+            .map(|batch| cast_batch(batch, &self.shared.schema))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StorageError::Rows {
+                table: self.shared.table.clone(),
+                source,
+            })?;
+        {
+            let mut state = self.shared.lock();
+            if state.stopped {
+                return Err(StorageError::WriterGone(self.shared.table.clone()));
+            }
+            if let Some(last_error) = &state.last_error {
+                if state.pending_rows + rows > MAX_PENDING_ROWS {
+                    return Err(StorageError::Backlog {
+                        table: self.shared.table.clone(),
+                        rows: state.pending_rows,
+                        last_error: last_error.clone(),
+                    });
+                }
+            }
+            let seq = state.next_seq;
+            state
+                .log
+                .append(seq, &batches)
+                .map_err(|source| StorageError::Log {
+                    table: self.shared.table.clone(),
+                    source,
+                })?;
+            state.next_seq += 1;
+            state.pending_rows += rows;
+            state.pending.push(LoggedAppend { seq, batches });
+        }
+        self.shared.flush_wanted.notify_one();
+        Ok(())
+    }
+
+    /// Commits the logged rows to Delta now, so Delta readers see everything
+    /// acknowledged so far. Waits at most `timeout`.
+    pub(crate) async fn flush(&self, timeout: Duration) {
+        let (done, finished) = oneshot::channel();
+        if self.requests.send(Request::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(timeout, finished).await;
+        }
+    }
+
+    /// Stops the writer and waits until no commit is in flight, so the table's directory
+    /// can be removed: a late commit would otherwise recreate files in it. Rows still in
+    /// the log are discarded with the table.
+    pub(crate) async fn stop(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.requests.send(Request::Stop(done)).is_ok() {
+            let _ = stopped.await;
+        }
+    }
+
+    async fn commit_directly(&self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
+        let gone = || StorageError::WriterGone(self.shared.table.clone());
         let (acknowledged, outcome) = oneshot::channel();
         self.requests
-            .send(Append {
+            .send(Request::Commit(DirectAppend {
                 batches,
                 acknowledged,
-            })
-            .map_err(|_| StorageError::WriterGone(self.table.clone()))?;
-        outcome
-            .await
-            .map_err(|_| StorageError::WriterGone(self.table.clone()))?
+            }))
+            .map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }
 
 /// The writer task's state: the table as of its last commit.
 struct Writer {
-    name: String,
+    shared: Arc<Shared>,
     table: DeltaTable,
-    published: Published,
-    policy: CompactionPolicy,
+    policy: WriterPolicy,
     session: Arc<dyn Session>,
     commits_since_compaction: usize,
 }
 
 impl Writer {
-    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Append>) {
-        while let Some(first) = queue.recv().await {
-            let mut group = vec![first];
-            while group.len() < MAX_APPENDS_PER_COMMIT {
-                match queue.try_recv() {
-                    Ok(next) => group.push(next),
-                    Err(_) => break,
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        // When the logged rows are to be committed (`None`: nothing waits), and the
+        // earliest time the next such commit may start.
+        let mut due: Option<Instant> = None;
+        let mut earliest = Instant::now();
+        let mut retry_interval = self.policy.commit_interval;
+        loop {
+            let timer = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(Request::Commit(first)) => {
+                        if let Some(done) = self.commit_requests(first, &mut requests).await {
+                            self.stop(done);
+                            break;
+                        }
+                    }
+                    Some(Request::Flush(done)) => {
+                        self.commit_log().await;
+                        let _ = done.send(());
+                    }
+                    Some(Request::Stop(done)) => {
+                        self.stop(done);
+                        break;
+                    }
+                    None => break,
+                },
+                () = self.shared.flush_wanted.notified(), if due.is_none() => {
+                    due = Some(earliest.max(Instant::now()));
+                }
+                () = timer => {
+                    if self.commit_log().await {
+                        retry_interval = self.policy.commit_interval;
+                        due = None;
+                    } else {
+                        retry_interval = (retry_interval * 2)
+                            .clamp(self.policy.commit_interval, MAX_RETRY_INTERVAL.max(self.policy.commit_interval));
+                        due = Some(Instant::now() + retry_interval);
+                    }
+                    earliest = Instant::now() + self.policy.commit_interval;
                 }
             }
-            self.commit_group(group).await;
             if self.commits_since_compaction >= self.policy.commits_between_compactions {
                 self.compact().await;
             }
         }
-        tracing::debug!(table = %self.name, "writer stopped");
+        tracing::debug!(table = %self.shared.table, "writer stopped");
     }
 
-    /// Commits a group of appends together. If that fails and the group has several
-    /// appends, each is retried alone, so one bad request cannot fail the others.
-    async fn commit_group(&mut self, group: Vec<Append>) {
+    /// Commits `first` with the direct appends queued behind it, in one group. Flush
+    /// requests found in the queue are answered after it; a stop request found there is
+    /// returned, for the writer loop to honour.
+    async fn commit_requests(
+        &mut self,
+        first: DirectAppend,
+        requests: &mut mpsc::UnboundedReceiver<Request>,
+    ) -> Option<oneshot::Sender<()>> {
+        let mut group = vec![first];
+        let mut flushes = Vec::new();
+        let mut stop = None;
+        while group.len() < MAX_APPENDS_PER_COMMIT && stop.is_none() {
+            match requests.try_recv() {
+                Ok(Request::Commit(next)) => group.push(next),
+                Ok(Request::Flush(done)) => flushes.push(done),
+                Ok(Request::Stop(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        self.commit_group(group).await;
+        if !flushes.is_empty() {
+            self.commit_log().await;
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+        stop
+    }
+
+    /// Refuses further appends and answers the stop request.
+    fn stop(&self, done: oneshot::Sender<()>) {
+        self.shared.lock().stopped = true;
+        let _ = done.send(());
+    }
+
+    /// Moves every logged row into Delta in one commit that records the log position it
+    /// covers; then, in one step, publishes the snapshot and drops those rows from the
+    /// pending set. Returns false (rows kept, to retry) if the commit failed.
+    async fn commit_log(&mut self) -> bool {
+        let retrying = self.shared.lock().last_error.is_some();
+        if retrying {
+            self.forget_committed_log().await;
+        }
+        let (through, batches) = {
+            let mut state = self.shared.lock();
+            let Some(through) = state.pending.last().map(|append| append.seq) else {
+                return true;
+            };
+            if let Err(error) = state.log.seal() {
+                // Appends keep going to the current segment; it is deleted later.
+                tracing::warn!(table = %self.shared.table, "{error}");
+            }
+            let batches: Vec<RecordBatch> = state
+                .pending
+                .iter()
+                .flat_map(|append| append.batches.iter().cloned())
+                .collect();
+            (through, batches)
+        };
+        match self.commit(batches, Some(through)).await {
+            Ok(()) => {
+                let delta = self.current_snapshot().await;
+                self.settle_log(delta, through);
+                self.shared.lock().last_error = None;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(table = %self.shared.table, "committing logged rows failed, will retry: {error}");
+                self.shared.lock().last_error = Some(error.to_string());
+                false
+            }
+        }
+    }
+
+    /// Publishes `delta` and forgets the logged rows through `through` in one step, so a
+    /// scan sees them either pending or in Delta, never both. The rows are forgotten even
+    /// when no snapshot could be built (`None`): they are in Delta, and committing them
+    /// again would store them twice.
+    fn settle_log(&self, delta: Option<Arc<dyn TableProvider>>, through: u64) {
+        let mut state = self.shared.lock();
+        if let Some(delta) = delta {
+            state.delta = delta;
+        }
+        state.pending.retain(|append| append.seq > through);
+        state.pending_rows = rows_of(&state.pending);
+        state.log.release_through(through);
+    }
+
+    /// After a failed commit of logged rows: reloads the table and drops the pending rows
+    /// that Delta holds after all (a commit can land and still report an error, for
+    /// instance when writing the checkpoint after it fails), so a retry never stores them
+    /// twice.
+    async fn forget_committed_log(&mut self) {
+        let reloaded = self.table.update_state().await;
+        let position = match reloaded {
+            Ok(()) => match self.table.snapshot() {
+                Ok(snapshot) => {
+                    snapshot
+                        .transaction_version(self.table.log_store().as_ref(), WAL_APP_ID)
+                        .await
+                }
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        match position {
+            Ok(Some(version)) => {
+                let delta = self.current_snapshot().await;
+                self.settle_log(delta, u64::try_from(version).unwrap_or(0));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(table = %self.shared.table, "reloading the table after a failed commit: {error}")
+            }
+        }
+    }
+
+    /// Commits a group of direct appends together. If that fails and the group has
+    /// several appends, each is retried alone, so one bad request cannot fail the others.
+    async fn commit_group(&mut self, group: Vec<DirectAppend>) {
         let batches: Vec<RecordBatch> = group
             .iter()
             .flat_map(|append| append.batches.iter().cloned())
             .collect();
-        match self.commit(batches).await {
+        match self.commit_and_publish(batches).await {
             Ok(()) => {
                 for append in group {
                     let _ = append.acknowledged.send(Ok(()));
@@ -147,22 +478,57 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::warn!(table = %self.name, "group commit failed ({error}); retrying its appends one by one");
+                tracing::warn!(table = %self.shared.table, "group commit failed ({error}); retrying its appends one by one");
                 for append in group {
-                    let outcome = self.commit(append.batches).await;
+                    let outcome = self.commit_and_publish(append.batches).await;
                     let _ = append.acknowledged.send(outcome);
                 }
             }
         }
     }
 
+    async fn commit_and_publish(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
+        self.commit(batches, None).await?;
+        if let Some(delta) = self.current_snapshot().await {
+            self.shared.lock().delta = delta;
+        }
+        Ok(())
+    }
+
+    /// The table as of the writer's last commit, for scans; `None` (logged) if it cannot
+    /// be built, in which case scans keep reading the previous snapshot.
+    async fn current_snapshot(&self) -> Option<Arc<dyn TableProvider>> {
+        match self.table.table_provider().await {
+            Ok(delta) => Some(delta),
+            Err(error) => {
+                tracing::error!(
+                    table = %self.shared.table,
+                    "committed, but the new snapshot cannot be read yet: {error}"
+                );
+                None
+            }
+        }
+    }
+
     /// One Delta commit of `batches`: Parquet files first, then the log entry that makes
-    /// them part of the table. Delta's streaming writer, not its planned `write`
-    /// operation: for a handful of rows the planning would cost more than the I/O.
-    async fn commit(&mut self, batches: Vec<RecordBatch>) -> Result<(), StorageError> {
-        let failed = |e| StorageError::delta(&self.name, e);
+    /// them part of the table; `log_through` is recorded with it when the rows come from
+    /// the write-ahead log. Delta's streaming writer, not its planned `write` operation:
+    /// for a few rows the planning would cost more than the I/O.
+    async fn commit(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        log_through: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let table_name = self.shared.table.clone();
+        let failed = |e| StorageError::delta(&table_name, e);
         let mut writer = RecordBatchWriter::for_table(&self.table).map_err(failed)?;
-        // Readers see strings as Utf8View; the writer takes the table's stored types.
+        if let Some(seq) = log_through {
+            let position = Transaction::new(WAL_APP_ID, i64::try_from(seq).unwrap_or(i64::MAX));
+            writer = writer.with_commit_properties(
+                CommitProperties::default().with_application_transaction(position),
+            );
+        }
+        // Scans see strings as Utf8View; the writer takes the table's stored types.
         let stored = writer.arrow_schema();
         for batch in batches {
             let batch = cast_batch(&batch, &stored).map_err(|e| failed(e.into()))?;
@@ -172,7 +538,6 @@ impl Writer {
         writer.flush_and_commit(&mut table).await.map_err(failed)?;
         self.table = table;
         self.commits_since_compaction += 1;
-        self.publish().await;
         Ok(())
     }
 
@@ -180,44 +545,41 @@ impl Writer {
     /// was: compaction is an optimisation, never a correctness step.
     async fn compact(&mut self) {
         self.commits_since_compaction = 0;
-        let target = NonZeroU64::new(self.policy.target_file_bytes.max(1));
         let mut optimize = self
             .table
             .clone()
             .optimize()
             .with_type(OptimizeType::Compact)
             .with_session_state(self.session.clone());
-        if let Some(target) = target {
+        if let Some(target) = NonZeroU64::new(self.policy.target_file_bytes.max(1)) {
             optimize = optimize.with_target_size(target);
         }
         match optimize.await {
             Ok((table, metrics)) => {
                 tracing::info!(
-                    table = %self.name,
+                    table = %self.shared.table,
                     files_removed = metrics.num_files_removed,
                     files_added = metrics.num_files_added,
                     "compacted"
                 );
                 self.table = table;
-                self.publish().await;
+                if let Some(delta) = self.current_snapshot().await {
+                    self.shared.lock().delta = delta;
+                }
             }
-            Err(error) => tracing::warn!(table = %self.name, "compaction failed: {error}"),
+            Err(error) => {
+                tracing::warn!(table = %self.shared.table, "compaction failed: {error}")
+            }
         }
     }
+}
 
-    /// Makes the current snapshot the one readers scan.
-    async fn publish(&self) {
-        match self.table.table_provider().await {
-            Ok(provider) => match self.published.write() {
-                Ok(mut current) => *current = provider,
-                Err(poisoned) => *poisoned.into_inner() = provider,
-            },
-            Err(error) => tracing::error!(
-                table = %self.name,
-                "committed, but the new snapshot cannot be read yet: {error}"
-            ),
-        }
-    }
+fn rows_of(appends: &[LoggedAppend]) -> usize {
+    appends
+        .iter()
+        .flat_map(|append| &append.batches)
+        .map(RecordBatch::num_rows)
+        .sum()
 }
 
 /// `batch` with its columns cast to `schema`'s types.

@@ -36,6 +36,36 @@ pub enum StorageError {
     /// The table's writer has stopped (the table was dropped, or the server is stopping).
     #[error("table {0} is no longer accepting writes (dropped, or the server is stopping)")]
     WriterGone(String),
+    /// The write-ahead log could not take an append, or could not be read at start.
+    #[error("table {table}: {source}")]
+    Log {
+        /// The table.
+        table: String,
+        /// The log's reason.
+        source: super::WalError,
+    },
+    /// Rows that do not fit the table's columns.
+    #[error("table {table}: rows do not match the table's columns: {source}")]
+    Rows {
+        /// The table.
+        table: String,
+        /// Arrow's reason.
+        source: datafusion::arrow::error::ArrowError,
+    },
+    /// Too many acknowledged rows wait for Delta commits that keep failing; new appends
+    /// are refused until the cause (named) is fixed, so memory stays bounded.
+    #[error(
+        "table {table}: {rows} acknowledged rows are waiting for Delta commits that keep \
+         failing ({last_error}); new rows are refused until that is fixed"
+    )]
+    Backlog {
+        /// The table.
+        table: String,
+        /// Rows logged but not yet in Delta.
+        rows: usize,
+        /// Why the last commit failed.
+        last_error: String,
+    },
     /// An append that is not a plain append.
     #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
     NotAppend(String),

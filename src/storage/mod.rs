@@ -7,15 +7,20 @@
 //!   builds for `CREATE TABLE` into a Delta table, and deletes it on `DROP TABLE`.
 //! - [`DurableTable`] reads the newest committed snapshot and sends `INSERT`s and `COPY`
 //!   rows to its table's writer.
-//! - The writer (`committer`) is one task per table that groups the appends arriving
-//!   while a commit is in flight into the next commit, and compacts small files.
+//! - The writer (`committer`) is one task per table. Small appends (single-row
+//!   `INSERT`s) are acknowledged once they are in the table's write-ahead log (`wal`) and
+//!   visible to the next query at once; the writer moves them into Delta a few times a
+//!   second, many appends per commit. Large appends (`COPY`, `INSERT … SELECT`) are
+//!   committed to Delta directly. The writer also compacts small files.
 
 mod committer;
 mod error;
 mod schema;
 mod table;
+mod wal;
 
-pub use committer::CompactionPolicy;
+pub use committer::WriterPolicy;
 pub use error::StorageError;
 pub use schema::{DurableSchema, TABLES_DIR};
 pub use table::DurableTable;
+pub use wal::WalError;

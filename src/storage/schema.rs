@@ -17,7 +17,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder};
 
-use super::committer::{cast_batch, Committer, CompactionPolicy, Published};
+use super::committer::{cast_batch, Committer, WriterPolicy};
 use super::{DurableTable, StorageError};
 
 /// Where durable tables live inside the data directory.
@@ -34,6 +34,9 @@ const TABLE_PROPERTIES: [(&str, &str); 2] = [
     ("delta.checkpointInterval", "10"),
     ("delta.logRetentionDuration", "interval 1 minute"),
 ];
+/// How long closing waits for each table's logged rows to reach Delta; whatever is
+/// still in a log then is committed at the next start.
+const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The lock file that keeps a second rankql process off the same data directory.
 const LOCK_FILE: &str = ".lock";
 
@@ -42,7 +45,7 @@ pub struct DurableSchema {
     tables_dir: PathBuf,
     trash_dir: PathBuf,
     tables: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
-    policy: CompactionPolicy,
+    policy: WriterPolicy,
     /// The writers' runtime; taken (and shut down) by [`DurableSchema::close`].
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
@@ -60,7 +63,7 @@ impl std::fmt::Debug for DurableSchema {
 impl DurableSchema {
     /// Opens (creating if needed) the data directory `root`, takes its lock, and loads
     /// every Delta table under `root/tables`.
-    pub async fn open(root: &Path, policy: CompactionPolicy) -> Result<Self, StorageError> {
+    pub async fn open(root: &Path, policy: WriterPolicy) -> Result<Self, StorageError> {
         let io_error = |dir: &Path| {
             let dir = dir.to_path_buf();
             move |source| StorageError::DataDir { dir, source }
@@ -137,7 +140,7 @@ impl DurableSchema {
                 continue;
             }
             let table = self.run(open_table(path.clone(), name.clone())).await?;
-            let durable = durable_table(&name, table, self.policy, self.handle()).await?;
+            let durable = durable_table(&name, &path, table, self.policy, self.handle()).await?;
             tracing::info!(table = %name, "durable table loaded");
             self.write_tables().insert(name, Arc::new(durable));
         }
@@ -193,13 +196,23 @@ impl DurableSchema {
         let handle = self.handle().clone();
         let policy = self.policy;
         let name_owned = name.to_string();
+        let dir = self.tables_dir.join(name);
         self.block_on(name, async move {
-            durable_table(&name_owned, table, policy, &handle).await
+            durable_table(&name_owned, &dir, table, policy, &handle).await
         })?
     }
 
-    fn drop_durable(&self, table: &DurableTable) -> Result<(), StorageError> {
-        let path = self.tables_dir.join(table.name());
+    fn drop_durable(&self, table: Arc<dyn TableProvider>) -> Result<(), StorageError> {
+        let Some(durable) = table.downcast_ref::<DurableTable>() else {
+            return Ok(());
+        };
+        let path = self.tables_dir.join(durable.name());
+        let name = durable.name().to_string();
+        self.block_on(&name, async move {
+            if let Some(durable) = table.downcast_ref::<DurableTable>() {
+                durable.stop_writer().await;
+            }
+        })?;
         let trashed = self.move_to_trash(&path)?;
         std::fs::remove_dir_all(&trashed).map_err(|source| StorageError::DataDir {
             dir: trashed,
@@ -227,12 +240,31 @@ impl DurableSchema {
         &self.handle
     }
 
-    /// Stops the writers and releases the data directory's lock; the tables are gone
-    /// from the schema afterwards. Every acknowledged write is already committed, so
-    /// nothing is lost. Called when the engine is dropped: DataFusion's catalog can be
-    /// kept alive by reference cycles, so the lock must not wait for this value's drop.
+    /// Commits what waits in the write-ahead logs (so other Delta readers see every
+    /// acknowledged row), stops the writers and releases the data directory's lock; the
+    /// tables are gone from the schema afterwards. Nothing acknowledged can be lost here:
+    /// rows a slow commit leaves in a log are committed at the next start. Called when
+    /// the engine is dropped: DataFusion's catalog can be kept alive by reference cycles,
+    /// so the lock must not wait for this value's drop.
     pub fn close(&self) {
-        self.write_tables().clear();
+        let durable: Vec<Arc<dyn TableProvider>> = self
+            .write_tables()
+            .drain()
+            .map(|(_, table)| table)
+            .filter(|table| table.downcast_ref::<DurableTable>().is_some())
+            .collect();
+        if !durable.is_empty() {
+            let flushes = async move {
+                for table in &durable {
+                    if let Some(table) = table.downcast_ref::<DurableTable>() {
+                        table.flush(CLOSE_FLUSH_TIMEOUT).await;
+                    }
+                }
+            };
+            if let Err(error) = self.block_on("(closing)", flushes) {
+                tracing::warn!("committing the write-ahead logs at close: {error}");
+            }
+        }
         let runtime = match self.runtime.lock() {
             Ok(mut runtime) => runtime.take(),
             Err(poisoned) => poisoned.into_inner().take(),
@@ -331,11 +363,8 @@ impl SchemaProvider for DurableSchema {
 
     fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let removed = self.write_tables().remove(name);
-        if let Some(durable) = removed
-            .as_ref()
-            .and_then(|table| table.downcast_ref::<DurableTable>())
-        {
-            self.drop_durable(durable)?;
+        if let Some(table) = &removed {
+            self.drop_durable(table.clone())?;
         }
         Ok(removed)
     }
@@ -345,21 +374,16 @@ impl SchemaProvider for DurableSchema {
     }
 }
 
-/// Wraps an opened Delta table with its published snapshot and its writer.
+/// Wraps an opened Delta table (directory `dir`) with its writer.
 async fn durable_table(
     name: &str,
+    dir: &Path,
     table: DeltaTable,
-    policy: CompactionPolicy,
+    policy: WriterPolicy,
     runtime: &tokio::runtime::Handle,
 ) -> Result<DurableTable, StorageError> {
-    let snapshot = table
-        .table_provider()
-        .await
-        .map_err(|e| StorageError::delta(name, e.into()))?;
-    let schema: SchemaRef = snapshot.schema();
-    let published: Published = Arc::new(RwLock::new(snapshot));
-    let committer = Committer::start(name, table, published.clone(), policy, runtime);
-    Ok(DurableTable::new(name, schema, published, committer))
+    let committer = Committer::start(name, dir, table, policy, runtime).await?;
+    Ok(DurableTable::new(name, committer))
 }
 
 /// `schema` with nanosecond timestamps as microseconds, the finest unit Delta stores.

@@ -1,5 +1,6 @@
-//! A durable table as DataFusion sees it: scans read the newest committed snapshot,
-//! `INSERT` sends its rows to the table's writer and returns once they are committed.
+//! A durable table as DataFusion sees it: a scan reads the newest Delta snapshot plus the
+//! acknowledged rows still waiting in the write-ahead log; `INSERT` sends its rows to the
+//! table's writer and returns once they are durable.
 
 use std::sync::Arc;
 
@@ -7,15 +8,17 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
-use super::committer::{Committer, Published};
+use super::committer::{Committer, Snapshot};
 use super::StorageError;
 
 /// A Delta table in the data directory, readable and appendable through SQL.
@@ -23,21 +26,14 @@ use super::StorageError;
 pub struct DurableTable {
     name: String,
     schema: SchemaRef,
-    published: Published,
     committer: Committer,
 }
 
 impl DurableTable {
-    pub(crate) fn new(
-        name: &str,
-        schema: SchemaRef,
-        published: Published,
-        committer: Committer,
-    ) -> Self {
+    pub(crate) fn new(name: &str, committer: Committer) -> Self {
         Self {
             name: name.to_string(),
-            schema,
-            published,
+            schema: committer.schema(),
             committer,
         }
     }
@@ -47,11 +43,16 @@ impl DurableTable {
         &self.name
     }
 
-    fn current(&self) -> Arc<dyn TableProvider> {
-        match self.published.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    /// Stops the table's writer once no commit is in flight (before its directory is
+    /// removed by `DROP TABLE`).
+    pub(crate) async fn stop_writer(&self) {
+        self.committer.stop().await
+    }
+
+    /// Commits the rows waiting in the write-ahead log to Delta, so that other Delta
+    /// readers see every acknowledged row; waits at most `timeout`.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        self.committer.flush(timeout).await
     }
 }
 
@@ -72,14 +73,31 @@ impl TableProvider for DurableTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.current().scan(state, projection, filters, limit).await
+        let Snapshot { delta, pending } = self.committer.snapshot();
+        let stored = delta.scan(state, projection, filters, limit).await?;
+        if pending.is_empty() {
+            return Ok(stored);
+        }
+        let logged =
+            MemorySourceConfig::try_new_exec(&[pending], self.schema.clone(), projection.cloned())?;
+        UnionExec::try_new(vec![stored, logged])
     }
 
+    /// Delta's answer, except that no filter is `Exact`: the logged rows are not
+    /// filtered by the Delta scan, so DataFusion must still apply every filter.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.current().supports_filters_pushdown(filters)
+        let delta = self.committer.snapshot().delta;
+        Ok(delta
+            .supports_filters_pushdown(filters)?
+            .into_iter()
+            .map(|pushdown| match pushdown {
+                TableProviderFilterPushDown::Exact => TableProviderFilterPushDown::Inexact,
+                other => other,
+            })
+            .collect())
     }
 
     async fn insert_into(

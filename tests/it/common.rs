@@ -28,6 +28,7 @@ pub fn options(demo: bool) -> EngineOptions {
         models: EmbedOptions::new(models_dir()),
         data_dir: None,
         demo,
+        writer: Default::default(),
     }
 }
 

@@ -299,9 +299,14 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, options: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rankql"))
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(data_dir)
+            .args(options)
             .env("RANKQL_MODELS", models_dir())
             .env("RANKQL_LOG", "info")
             .stdout(Stdio::null())
@@ -409,6 +414,78 @@ async fn every_acknowledged_row_survives_kill_9() {
         .unwrap();
 }
 
+/// Rows of a Delta table, read by a separate in-memory engine (a Delta reader that is
+/// not the server).
+async fn delta_rows(location: &Path) -> i64 {
+    let reader = Engine::new(options(false)).await.unwrap();
+    query(
+        &reader,
+        &format!(
+            "CREATE EXTERNAL TABLE t STORED AS DELTATABLE LOCATION '{}'",
+            location.display()
+        ),
+    )
+    .await;
+    single_i64(&reader, "SELECT count(*) FROM t").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_only_in_the_write_ahead_log_survive_kill_9_and_reach_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("tables").join("events");
+    // Ten minutes between commits of logged rows: everything after the first insert
+    // stays in the write-ahead log until the kill.
+    let server = ServerProcess::start_with(dir.path(), &["--commit-interval-ms", "600000"]);
+    let client = connect(server.port).await;
+    client
+        .simple_query("CREATE TABLE events (id BIGINT NOT NULL, kind TEXT)")
+        .await
+        .unwrap();
+    for id in 0..50 {
+        client
+            .simple_query(&format!("INSERT INTO events VALUES ({id}, 'view')"))
+            .await
+            .unwrap();
+    }
+    let seen: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 50, "acknowledged rows are visible at once");
+    assert!(
+        delta_rows(&location).await < 50,
+        "the rows should still be in the log only"
+    );
+    server.kill_9();
+
+    let server = ServerProcess::start(dir.path());
+    let client = connect(server.port).await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id) FROM events", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (50, 50));
+    // Replayed rows are committed to Delta at start, once.
+    let mut in_delta = 0;
+    for _ in 0..100 {
+        in_delta = delta_rows(&location).await;
+        if in_delta == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        in_delta, 50,
+        "logged rows did not reach Delta after restart"
+    );
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id) FROM events", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (50, 50));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_stdin_through_psycopg() {
     let importable = Command::new("python3")
@@ -471,6 +548,8 @@ async fn python_deltalake_reads_rankql_tables() {
     )
     .await;
     query(&engine, "INSERT INTO clicks VALUES (3, NULL)").await;
+    // Closing commits what waits in the write-ahead log, so Delta readers see it all.
+    drop(engine);
     let location = dir.path().join("tables").join("clicks");
     let script = format!(
         // os._exit: deltalake 1.6.6 + pyarrow 26 can abort in interpreter shutdown
