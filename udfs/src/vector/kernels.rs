@@ -97,19 +97,19 @@ dispatched_kernel!(
     dot, dot_body, (a, b) -> f32
 );
 dispatched_kernel!(
-    /// `(row · query, row · row)` in one pass: cosine against a fixed query reads each row once.
-    dot_and_norm, dot_and_norm_body, (row, query) -> (f32, f32)
-);
-dispatched_kernel!(
     /// Squared Euclidean distance of two equally long slices.
     squared_l2, squared_l2_body, (a, b) -> f32
 );
 
-#[inline(always)]
-fn dot_and_norm_rows_body(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
-    for (row, slot) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
-        *slot = dot_and_norm_body(row, query);
+/// `(row · query, row · row)` in one pass: cosine against a fixed query reads each row once.
+#[inline]
+pub fn dot_and_norm(row: &[f32], query: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { avx2::dot_and_norm(row, query) };
     }
+    dot_and_norm_body(row, query)
 }
 
 /// [`dot_and_norm`] of every row of a contiguous column (`query.len()` values per row)
@@ -121,18 +121,77 @@ pub fn dot_and_norm_rows(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn accelerated(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
-            dot_and_norm_rows_body(rows, query, out)
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { avx2::dot_and_norm_rows(rows, query, out) };
+    }
+    for (row, slot) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+        *slot = dot_and_norm_body(row, query);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// `dot_and_norm` written with AVX2/FMA intrinsics. Why not the portable body: LLVM
+/// vectorises its two interleaved accumulators across (dot, norm) pairs in 128-bit
+/// registers without FMA, which left the cosine scan at half the memory bandwidth.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_setzero_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehdup_ps,
+        _mm_movehl_ps,
+    };
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn horizontal_sum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)))
+    }
+
+    /// Two independent accumulators per sum (16 floats per step) hide the FMA latency.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_and_norm(row: &[f32], query: &[f32]) -> (f32, f32) {
+        let (mut dot0, mut dot1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut norm0, mut norm1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (row_chunks, query_chunks) = (row.chunks_exact(16), query.chunks_exact(16));
+        let (mut dot_tail, mut norm_tail) = (0f32, 0f32);
+        for (x, y) in row_chunks.remainder().iter().zip(query_chunks.remainder()) {
+            dot_tail += x * y;
+            norm_tail += x * x;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features `accelerated` was compiled for.
-            return unsafe { accelerated(rows, query, out) };
+        for (r, q) in row_chunks.zip(query_chunks) {
+            // SAFETY: each chunk holds 16 floats: loads at 0 and 8 read 8 each, in bounds.
+            let (r0, r1, q0, q1) = unsafe {
+                (
+                    _mm256_loadu_ps(r.as_ptr()),
+                    _mm256_loadu_ps(r.as_ptr().add(8)),
+                    _mm256_loadu_ps(q.as_ptr()),
+                    _mm256_loadu_ps(q.as_ptr().add(8)),
+                )
+            };
+            dot0 = _mm256_fmadd_ps(r0, q0, dot0);
+            dot1 = _mm256_fmadd_ps(r1, q1, dot1);
+            norm0 = _mm256_fmadd_ps(r0, r0, norm0);
+            norm1 = _mm256_fmadd_ps(r1, r1, norm1);
+        }
+        (
+            horizontal_sum(_mm256_add_ps(dot0, dot1)) + dot_tail,
+            horizontal_sum(_mm256_add_ps(norm0, norm1)) + norm_tail,
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_and_norm_rows(rows: &[f32], query: &[f32], out: &mut [(f32, f32)]) {
+        for (row, slot) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
+            *slot = dot_and_norm(row, query);
         }
     }
-    dot_and_norm_rows_body(rows, query, out)
 }
 
 /// Squared L2 norm of a slice.
@@ -187,6 +246,14 @@ mod tests {
         #[test]
         fn dot_and_norm_matches_f64_reference((a, b) in pair()) {
             let (d, n) = dot_and_norm(&a, &b);
+            prop_assert!((d as f64 - reference_dot(&a, &b)).abs() <= tolerance(&a, &b));
+            prop_assert!((n as f64 - reference_dot(&a, &a)).abs() <= tolerance(&a, &a));
+        }
+
+        /// The portable body, which CPUs without AVX2/FMA run (the test machine has them).
+        #[test]
+        fn portable_dot_and_norm_matches_f64_reference((a, b) in pair()) {
+            let (d, n) = dot_and_norm_body(&a, &b);
             prop_assert!((d as f64 - reference_dot(&a, &b)).abs() <= tolerance(&a, &b));
             prop_assert!((n as f64 - reference_dot(&a, &a)).abs() <= tolerance(&a, &a));
         }
