@@ -3,9 +3,10 @@
 //! Small appends (single-row `INSERT`s from many connections) go to the table's
 //! write-ahead log and are acknowledged as soon as the log has them; from that moment
 //! they are also part of what every scan reads ([`Snapshot::pending`]). The writer task
-//! moves the logged rows into Delta at most every [`WriterPolicy::commit_interval`], all of them in one
-//! commit that also records the log position it covers, then publishes the new Delta
-//! snapshot and forgets those rows in one step, so a scan sees every row exactly once.
+//! moves the logged rows into Delta at most every [`WriterPolicy::commit_interval`], all
+//! of them in one commit that also records the log position it covers, then publishes
+//! the new Delta snapshot and forgets those rows in one step, so a scan sees every row
+//! exactly once.
 //! Large appends (`COPY`, `INSERT … SELECT`) skip the log: they are committed to Delta
 //! directly, grouped when several arrive while a commit is in flight, and acknowledged
 //! once the commit is in the Delta log. Every `commits_between_compactions` commits the
@@ -131,13 +132,9 @@ impl Committer {
     ) -> Result<Self, StorageError> {
         let failed = |e| StorageError::delta(name, e);
         let delta = table.table_provider().await.map_err(|e| failed(e.into()))?;
-        let committed = table
-            .snapshot()
-            .map_err(failed)?
-            .transaction_version(table.log_store().as_ref(), WAL_APP_ID)
+        let committed = committed_log_position(&table)
             .await
             .map_err(failed)?
-            .and_then(|version| u64::try_from(version).ok())
             .unwrap_or(0);
         let recovered = WriteAheadLog::open(&dir.join(WAL_DIR), committed).map_err(|source| {
             StorageError::Log {
@@ -192,6 +189,11 @@ impl Committer {
                 .flat_map(|append| append.batches.iter().cloned())
                 .collect(),
         }
+    }
+
+    /// The newest published Delta snapshot alone (planning needs no rows).
+    pub(crate) fn delta(&self) -> Arc<dyn TableProvider> {
+        self.shared.lock().delta.clone()
     }
 
     /// Appends `batches` and returns once they are durable and visible to new scans.
@@ -329,7 +331,8 @@ impl Writer {
                         due = None;
                     } else {
                         retry_interval = (retry_interval * 2)
-                            .clamp(self.policy.commit_interval, MAX_RETRY_INTERVAL.max(self.policy.commit_interval));
+                            .min(MAX_RETRY_INTERVAL)
+                            .max(self.policy.commit_interval);
                         due = Some(Instant::now() + retry_interval);
                     }
                     earliest = Instant::now() + self.policy.commit_interval;
@@ -435,22 +438,14 @@ impl Writer {
     /// instance when writing the checkpoint after it fails), so a retry never stores them
     /// twice.
     async fn forget_committed_log(&mut self) {
-        let reloaded = self.table.update_state().await;
-        let position = match reloaded {
-            Ok(()) => match self.table.snapshot() {
-                Ok(snapshot) => {
-                    snapshot
-                        .transaction_version(self.table.log_store().as_ref(), WAL_APP_ID)
-                        .await
-                }
-                Err(error) => Err(error),
-            },
+        let position = match self.table.update_state().await {
+            Ok(()) => committed_log_position(&self.table).await,
             Err(error) => Err(error),
         };
         match position {
-            Ok(Some(version)) => {
+            Ok(Some(through)) => {
                 let delta = self.current_snapshot().await;
-                self.settle_log(delta, u64::try_from(version).unwrap_or(0));
+                self.settle_log(delta, through);
             }
             Ok(None) => {}
             Err(error) => {
@@ -572,6 +567,17 @@ impl Writer {
             }
         }
     }
+}
+
+/// The last log sequence number a commit of `table` recorded (its `txn` action), if any.
+async fn committed_log_position(
+    table: &DeltaTable,
+) -> Result<Option<u64>, deltalake_core::DeltaTableError> {
+    let version = table
+        .snapshot()?
+        .transaction_version(table.log_store().as_ref(), WAL_APP_ID)
+        .await?;
+    Ok(version.and_then(|version| u64::try_from(version).ok()))
 }
 
 fn rows_of(appends: &[LoggedAppend]) -> usize {

@@ -89,8 +89,9 @@ impl TableProvider for DurableTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let delta = self.committer.snapshot().delta;
-        Ok(delta
+        Ok(self
+            .committer
+            .delta()
             .supports_filters_pushdown(filters)?
             .into_iter()
             .map(|pushdown| match pushdown {

@@ -80,9 +80,7 @@ macro_rules! dispatched_kernel {
                 unsafe fn accelerated($($arg: &[f32]),+) -> $out {
                     $body($($arg),+)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if has_avx2_fma() {
                     // SAFETY: the CPU supports the features `accelerated` was compiled for.
                     return unsafe { accelerated($($arg),+) };
                 }
