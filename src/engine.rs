@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use datafusion::common::DFSchema;
 use datafusion::error::Result as DfResult;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -15,11 +18,11 @@ use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
 use datafusion::sql::sqlparser::ast::BinaryOperator;
-use datafusion_postgres::auth::AuthManager;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
+use crate::server::roles::{RoleCatalog, RoleError, ROLES_FILE};
 use crate::storage::{DurableSchema, StorageError, WriterPolicy, TABLES_DIR};
 
 /// Why the engine could not be built.
@@ -31,6 +34,9 @@ pub enum EngineError {
     /// The durable tables of the data directory could not be opened.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The role catalog of the data directory could not be read.
+    #[error(transparent)]
+    Roles(#[from] RoleError),
     /// The data directory could not be read or created.
     #[error("data directory {dir}: {source}")]
     DataDir {
@@ -54,6 +60,28 @@ pub struct EngineOptions {
     pub demo: bool,
     /// How durable tables batch their commits and compact their files.
     pub writer: WriterPolicy,
+    /// Bytes that all running queries together may hold in DataFusion's memory pool
+    /// (sorts, joins, aggregates spill to the data directory beyond it); a query that
+    /// still needs more fails with 53200 while the others carry on. `None`: no limit.
+    pub memory_limit: Option<usize>,
+}
+
+/// The folder of the data directory where queries over the memory limit spill.
+pub const SPILL_DIR: &str = "spill";
+
+/// The default `--memory-limit`: half of the machine's memory (the rest is for ONNX
+/// Runtime, caches and the operating system), or `None` where it cannot be read.
+pub fn default_memory_limit() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024 / 2)
 }
 
 /// The engine every front end (server, `rankql sql`, `rankql run`) shares.
@@ -64,6 +92,8 @@ pub struct Engine {
     pub models: Arc<ModelRegistry>,
     /// The durable `public` schema, when there is a data directory.
     pub storage: Option<Arc<DurableSchema>>,
+    /// Users, owners and grants (empty without a data directory).
+    pub roles: Arc<RoleCatalog>,
 }
 
 impl Engine {
@@ -74,14 +104,35 @@ impl Engine {
             Some(dir) => Some(Arc::new(DurableSchema::open(dir, options.writer).await?)),
             None => None,
         };
+        let roles = Arc::new(RoleCatalog::open(options.data_dir.as_deref())?);
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
-        let context = SessionContext::new_with_config(config);
-        // By value: datafusion-pg-catalog 0.19's provider impl for `Arc<T>` calls itself
-        // forever, so `SELECT * FROM pg_roles` would overflow the stack.
-        setup_pg_catalog(&context, "datafusion", AuthManager::default()).map_err(|e| *e)?;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        if let Some(dir) = &options.data_dir {
+            let spill = dir.join(SPILL_DIR);
+            std::fs::create_dir_all(&spill).map_err(|source| EngineError::DataDir {
+                dir: spill.clone(),
+                source,
+            })?;
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill])),
+            );
+        }
+        let context = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        // A newtype, not an `Arc<T>`: datafusion-pg-catalog 0.19's provider impl for
+        // `Arc<T>` calls itself forever, so `SELECT * FROM pg_roles` would overflow.
+        setup_pg_catalog(
+            &context,
+            "datafusion",
+            crate::pg_compat::RolesView(roles.clone()),
+        )
+        .map_err(|e| *e)?;
         crate::pg_compat::register(&context);
+        crate::value_limits::register(&context);
         let mut models = options.models;
         if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {
             models.cache_file = Some(dir.join("embed-cache.bin"));
@@ -110,6 +161,7 @@ impl Engine {
             context: Arc::new(context),
             models,
             storage,
+            roles,
         })
     }
 }
@@ -205,7 +257,12 @@ async fn register_data_dir(context: &SessionContext, dir: &Path) -> Result<(), E
         .collect();
     entries.sort();
     for path in entries {
-        if path.ends_with(TABLES_DIR) {
+        // rankql's own files are not tables: the durable tables' folder, spill files, and
+        // the role catalog (which holds password secrets).
+        if [TABLES_DIR, SPILL_DIR, ROLES_FILE]
+            .iter()
+            .any(|own| path.ends_with(own))
+        {
             continue;
         }
         let Some(name) = table_name(&path) else {

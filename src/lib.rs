@@ -6,10 +6,9 @@
 //! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
 //! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call; [`storage`]
-//! keeps tables durable as Delta tables in the data directory; [`copy`] decodes
-//! `COPY … FROM STDIN` data.
+//! keeps tables durable as Delta tables in the data directory. The server's own parts
+//! (authentication, roles, privileges, sessions, limits, COPY) are in [`server`].
 
-pub mod copy;
 pub mod demo;
 pub mod engine;
 pub mod pg_compat;
@@ -18,3 +17,4 @@ pub mod server;
 pub mod sqlstate;
 pub mod statements;
 pub mod storage;
+pub mod value_limits;

@@ -1,11 +1,16 @@
-//! The `rankql` command: `serve`, `sql` and `run`.
+//! The `rankql` command: `serve`, `sql`, `run` and `user`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rankql::engine::{Engine, EngineOptions};
 use rankql::runner::{OutputFormat, Runner};
+use rankql::server::privileges::FileAccess;
+use rankql::server::roles::{RoleCatalog, RoleOptions};
+use rankql::server::tls::{self, TlsMode};
+use rankql::server::ServerOptions;
 use rankql::storage::WriterPolicy;
 use rankql_udfs::embed::{Device, EmbedOptions};
 
@@ -21,14 +26,23 @@ struct Cli {
 enum Command {
     /// Serve the engine to Postgres clients (psql, BI tools, drivers).
     Serve {
-        /// Address to listen on; only loopback addresses are allowed (no authentication yet).
+        /// Address to listen on (0.0.0.0 for every interface). Until a user exists only
+        /// loopback clients are let in; from then on every client needs a password.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Port to listen on (0 picks a free one).
         #[arg(long, default_value_t = 5433)]
         port: u16,
         #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
         engine: EngineArgs,
+    },
+    /// Manage users of a data directory while no server runs on it (inside a running
+    /// server, use CREATE USER / ALTER USER / DROP USER).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Run SQL statements given on the command line and print their results.
     Sql {
@@ -49,6 +63,121 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user (the first user ends trusted loopback access: every client then
+    /// authenticates with SCRAM-SHA-256).
+    Add {
+        /// The user's name.
+        name: String,
+        /// Make the user a superuser (may manage users, grants, server files).
+        #[arg(long)]
+        superuser: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Data directory the user is stored in.
+        #[arg(long, env = "RANKQL_DATA_DIR", default_value = "rankql-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Options of the network server.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// PEM certificate chain for TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (PKCS#8, RSA or EC).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Whether clients must use TLS [default: preferred when a certificate is given].
+    #[arg(long, value_enum)]
+    tls: Option<TlsMode>,
+    /// Connections served at once; more are refused with "too many connections".
+    #[arg(long, default_value_t = 100)]
+    max_connections: usize,
+    /// Default statement_timeout of every session, e.g. 30s, 500ms, 5min (0: none).
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    statement_timeout: Duration,
+    /// A directory whose files every role may read and write with CREATE EXTERNAL TABLE
+    /// and COPY … TO (repeatable); elsewhere, server files are for superusers only.
+    #[arg(long)]
+    file_access: Vec<PathBuf>,
+}
+
+impl ServerArgs {
+    fn options(self) -> anyhow::Result<ServerOptions> {
+        let mode = match (&self.tls_cert, self.tls) {
+            (None, Some(TlsMode::Required)) => return Err(tls::TlsError::MissingCertificate.into()),
+            (_, Some(mode)) => mode,
+            _ => TlsMode::Preferred,
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        Ok(ServerOptions {
+            tls_required: tls.is_some() && mode == TlsMode::Required,
+            tls,
+            max_connections: self.max_connections.max(1),
+            statement_timeout: (!self.statement_timeout.is_zero())
+                .then_some(self.statement_timeout),
+            file_access: FileAccess::new(&self.file_access)
+                .context("--file-access names a directory that cannot be opened")?,
+        })
+    }
+}
+
+/// PostgreSQL's duration syntax for settings: a number of milliseconds, or a number with
+/// `ms`, `s`, `min` or `h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 500ms or 5min"))?;
+    let millis = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, min or h"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(number.saturating_mul(millis)))
+}
+
+/// `"30s"` → `(30, "s")`; `None` if it does not start with a number.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// A size such as 8GB, 512MB or a number of bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a size such as 8GB or 512MB"))?;
+    let number = usize::try_from(number).map_err(|_| format!("{text:?} is too large"))?;
+    let scale: usize = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        "TB" | "T" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use KB, MB, GB or TB"
+            ))
+        }
+    };
+    Ok(number.saturating_mul(scale))
 }
 
 /// Options of the engine, shared by every command.
@@ -89,6 +218,10 @@ struct EngineArgs {
     /// Embeddings kept in the in-memory cache.
     #[arg(long, default_value_t = 50_000)]
     embed_cache: usize,
+    /// Memory all running queries together may hold (sorts, joins and aggregates spill
+    /// to the data directory beyond it), e.g. 8GB [default: half of the machine's memory].
+    #[arg(long, value_parser = parse_bytes)]
+    memory_limit: Option<usize>,
 }
 
 impl EngineArgs {
@@ -114,6 +247,9 @@ impl EngineArgs {
                 commit_interval: std::time::Duration::from_millis(self.commit_interval_ms),
                 ..WriterPolicy::default()
             },
+            memory_limit: self
+                .memory_limit
+                .or_else(rankql::engine::default_memory_limit),
         }
     }
 }
@@ -140,7 +276,21 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { host, port, engine } => serve(&host, port, engine.options()).await,
+        Command::Serve {
+            host,
+            port,
+            server,
+            engine,
+        } => serve(&host, port, server.options()?, engine.options()).await,
+        Command::User {
+            action:
+                UserAction::Add {
+                    name,
+                    superuser,
+                    password_stdin: _,
+                    data_dir,
+                },
+        } => add_user(&data_dir, &name, superuser),
         Command::Sql {
             sql,
             format,
@@ -165,10 +315,62 @@ async fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(host: &str, port: u16, options: EngineOptions) -> anyhow::Result<()> {
+/// `rankql user add`: adds a user to a data directory no server holds.
+fn add_user(data_dir: &Path, name: &str, superuser: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let lock = std::fs::File::create(data_dir.join(rankql::storage::LOCK_FILE))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "a rankql server is running on {}: connect as a superuser and use CREATE USER, \
+             or stop the server first",
+            data_dir.display()
+        );
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    let roles = RoleCatalog::open(Some(data_dir))?;
+    let options = RoleOptions {
+        superuser: Some(superuser),
+        login: Some(true),
+        password: Some(Some(password)),
+    };
+    roles.create_role(name, &options, true)?;
+    if !roles.roles().iter().any(|r| r.superuser && r.has_password) {
+        eprintln!(
+            "warning: no superuser exists in {}: nobody can create users or grant privileges \
+             in SQL; add one with --superuser",
+            data_dir.display()
+        );
+    }
+    println!(
+        "user {name} added to {}{}",
+        data_dir.display(),
+        if superuser { " (superuser)" } else { "" }
+    );
+    Ok(())
+}
+
+async fn serve(
+    host: &str,
+    port: u16,
+    server: ServerOptions,
+    options: EngineOptions,
+) -> anyhow::Result<()> {
     let demo = options.demo;
     let listener = rankql::server::bind(host, port).await?;
     let engine = Engine::new(options).await.context("building the engine")?;
+    if engine.roles.has_users() {
+        tracing::info!("every client authenticates with SCRAM-SHA-256");
+    } else {
+        tracing::info!("no user exists: loopback clients are trusted, other addresses refused");
+    }
+    if server.tls.is_none() && !listener.local_addr()?.ip().is_loopback() {
+        tracing::warn!("listening beyond loopback without TLS: passwords are safe (SCRAM), data is not; give --tls-cert and --tls-key");
+    }
     let address = listener.local_addr()?;
     tracing::info!(
         "rankql listening on {address}{}; connect with: psql -h {} -p {} -U rankql",
@@ -184,6 +386,13 @@ async fn serve(host: &str, port: u16, options: EngineOptions) -> anyhow::Result<
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    rankql::server::serve(listener, engine.context.clone(), shutdown).await?;
+    rankql::server::serve(
+        listener,
+        engine.context.clone(),
+        engine.roles.clone(),
+        server,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

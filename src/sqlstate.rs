@@ -8,7 +8,49 @@
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 
+use crate::server::limits::Interrupted;
+use crate::server::privileges::PrivilegeError;
+use crate::server::roles::RoleError;
 use crate::storage::StorageError;
+use crate::value_limits::ValueTooLarge;
+
+/// An error that knows the SQLSTATE a client should see for it: the code comes from the
+/// error's type and variant, never from its message text.
+pub trait SqlState {
+    /// The five-character SQLSTATE.
+    fn sqlstate(&self) -> &'static str;
+}
+
+/// `42601`: the statement does not parse.
+pub const SYNTAX_ERROR: &str = "42601";
+/// `42501`: the role lacks a privilege.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// `42704`: e.g. an unknown role.
+pub const UNDEFINED_OBJECT: &str = "42704";
+/// `42710`: e.g. a role that exists already.
+pub const DUPLICATE_OBJECT: &str = "42710";
+/// `42602`: a name that cannot be used.
+pub const INVALID_NAME: &str = "42602";
+/// `22023`: a value out of its allowed range.
+pub const INVALID_PARAMETER_VALUE: &str = "22023";
+/// `55006`: the object is in use.
+pub const OBJECT_IN_USE: &str = "55006";
+/// `58030`: the server could not read or write a file.
+pub const IO_ERROR: &str = "58030";
+/// `57014`: the statement was cancelled (by the client or `statement_timeout`).
+pub const QUERY_CANCELED: &str = "57014";
+/// `53200`: the statement needs more memory than it may use.
+pub const OUT_OF_MEMORY: &str = "53200";
+/// `53300`: the server has no free connection slot.
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// `54000`: a statement or value exceeds a size limit.
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+/// `28P01`: wrong password (or unknown user: the same answer, so names cannot be probed).
+pub const INVALID_PASSWORD: &str = "28P01";
+/// `28000`: the connection is not allowed (no TLS where it is required, no users yet).
+pub const INVALID_AUTHORIZATION: &str = "28000";
+/// `0A000`: a feature rankql does not have.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
 /// The SQLSTATE for an error raised while parsing, planning or executing.
 pub fn sqlstate_of(error: &(dyn std::error::Error + 'static)) -> &'static str {
@@ -17,7 +59,7 @@ pub fn sqlstate_of(error: &(dyn std::error::Error + 'static)) -> &'static str {
     }
     match error.downcast_ref::<DataFusionError>() {
         Some(error) => datafusion_sqlstate(error.find_root()),
-        None => "XX000",
+        None => external_sqlstate(error),
     }
 }
 
@@ -34,7 +76,7 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
         }
         DataFusionError::Plan(text) => plan_sqlstate(text),
         DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ResourcesExhausted(_) => OUT_OF_MEMORY,
         DataFusionError::ArrowError(arrow, _) => {
             use datafusion::arrow::error::ArrowError;
             match arrow.as_ref() {
@@ -46,13 +88,30 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
         }
         DataFusionError::Execution(_) if message.contains("already exists") => "42P07",
         DataFusionError::Execution(_) => "22023",
-        DataFusionError::External(inner) => match inner.downcast_ref::<StorageError>() {
-            Some(storage) => storage_sqlstate(storage),
-            None => "XX000",
-        },
+        DataFusionError::External(inner) => external_sqlstate(inner.as_ref()),
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => "58030",
         _ => "XX000",
     }
+}
+
+/// The code of an error type of rankql's own, carried inside DataFusion's `External`.
+pub fn external_sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    if let Some(storage) = error.downcast_ref::<StorageError>() {
+        return storage_sqlstate(storage);
+    }
+    if let Some(error) = error.downcast_ref::<PrivilegeError>() {
+        return error.sqlstate();
+    }
+    if let Some(error) = error.downcast_ref::<RoleError>() {
+        return error.sqlstate();
+    }
+    if let Some(error) = error.downcast_ref::<Interrupted>() {
+        return error.sqlstate();
+    }
+    if let Some(error) = error.downcast_ref::<ValueTooLarge>() {
+        return error.sqlstate();
+    }
+    "XX000"
 }
 
 fn storage_sqlstate(error: &StorageError) -> &'static str {

@@ -21,6 +21,6 @@ mod wal;
 
 pub use committer::WriterPolicy;
 pub use error::StorageError;
-pub use schema::{DurableSchema, TABLES_DIR};
+pub use schema::{DurableSchema, LOCK_FILE, TABLES_DIR};
 pub use table::DurableTable;
 pub use wal::WalError;

@@ -38,7 +38,7 @@ const TABLE_PROPERTIES: [(&str, &str); 2] = [
 /// still in a log then is committed at the next start.
 const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The lock file that keeps a second rankql process off the same data directory.
-const LOCK_FILE: &str = ".lock";
+pub const LOCK_FILE: &str = ".lock";
 
 /// The schema whose base tables are durable Delta tables in the data directory.
 pub struct DurableSchema {

@@ -1,21 +1,35 @@
-//! `rankql sql` and `rankql run` as a user runs them.
+//! `rankql sql`, `rankql run`, `rankql user add` and `rankql serve`'s start-up checks,
+//! as a user runs them.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use crate::common::{models_dir, repo_root};
 
 /// Runs the binary in the repository root, with a fresh data directory unless the
 /// arguments name one.
 fn rankql(args: &[&str]) -> (bool, String, String) {
+    rankql_with_input(args, "")
+}
+
+/// [`rankql`] with `input` on standard input.
+fn rankql_with_input(args: &[&str], input: &str) -> (bool, String, String) {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_rankql"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rankql"))
         .args(args)
         .env("RANKQL_DATA_DIR", data_dir.path())
         .env("RANKQL_MODELS", models_dir())
         .env("RANKQL_LOG", "warn")
         .current_dir(repo_root())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("rankql runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().expect("rankql finishes");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).to_string(),
@@ -74,10 +88,47 @@ fn run_executes_files_in_order_and_reports_the_failing_line() {
 }
 
 #[test]
-fn serve_refuses_a_public_address() {
-    let (ok, _, err) = rankql(&["serve", "--host", "0.0.0.0", "--port", "0"]);
+fn user_add_stores_a_secret_not_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let add = [
+        "user",
+        "add",
+        "admin",
+        "--superuser",
+        "--password-stdin",
+        "--data-dir",
+        data,
+    ];
+    let (ok, out, err) = rankql_with_input(&add, "correct horse battery\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("user admin added"), "{out}");
+    let stored = std::fs::read_to_string(dir.path().join("roles.json")).unwrap();
+    assert!(
+        stored.contains("admin") && !stored.contains("correct horse"),
+        "{stored}"
+    );
+    let (ok, _, err) = rankql_with_input(&add, "other\n");
     assert!(!ok);
-    assert!(err.contains("refusing to listen on 0.0.0.0"), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn serve_stops_on_tls_settings_that_cannot_work() {
+    let (ok, _, err) = rankql(&["serve", "--port", "0", "--tls", "required"]);
+    assert!(!ok);
+    assert!(err.contains("--tls required needs --tls-cert"), "{err}");
+    let (ok, _, err) = rankql(&[
+        "serve",
+        "--port",
+        "0",
+        "--tls-cert",
+        "no-such-cert.pem",
+        "--tls-key",
+        "no-such-key.pem",
+    ]);
+    assert!(!ok, "no silent fall-back to plain text");
+    assert!(err.contains("no-such-cert.pem"), "{err}");
 }
 
 #[test]

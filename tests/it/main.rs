@@ -9,14 +9,24 @@
 //! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
 //! - `storage`: durable tables: restart, DROP, concurrent INSERTs, COPY FROM STDIN,
 //!   and the crash test (SIGKILL mid-stream).
+//! - `fuzz`: protocol garbage before and after authentication; random SQL over
+//!   rankql's functions (a SQLSTATE for every failure, the connection stays usable).
+//! - `load`: 64 clients mixing embed, top-k, INSERT and COPY; no lost row.
+//! - `security`: passwords, the loopback rule, the role matrix, server files, sessions
+//!   per connection, statement_timeout, cancel, the connection limit.
+//! - `tls`: psql (verify-full), psycopg and pgjdbc over TLS; certificates that fail.
 //! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
 
 mod bi_traces;
 mod cli;
 mod common;
 mod embed;
+mod fuzz;
+mod load;
 mod pipelines;
 mod psql;
+mod security;
 mod slt;
 mod storage;
+mod tls;
 mod wire;

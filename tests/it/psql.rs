@@ -6,8 +6,12 @@ use crate::common::start_server;
 
 /// Runs psql with `args`; `None` (and a message) when psql is not installed.
 pub(crate) async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
-    if Command::new("psql").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client); .ci/run installs it");
+    if !crate::common::runs("psql", &["--version"]) {
+        crate::common::missing_dependency(
+            "psql",
+            "the psql client",
+            "apt-get install postgresql-client; .ci/run installs it",
+        );
         return None;
     }
     let mut command = Command::new("psql");

@@ -488,12 +488,12 @@ async fn rows_only_in_the_write_ahead_log_survive_kill_9_and_reach_delta() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_from_stdin_through_psycopg() {
-    let importable = Command::new("python3")
-        .args(["-c", "import psycopg"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        eprintln!("SKIPPED: psycopg is not installed (pip install 'psycopg[binary]'); .ci/run installs it");
+    if !crate::common::runs("python3", &["-c", "import psycopg"]) {
+        crate::common::missing_dependency(
+            "copy_from_stdin_through_psycopg",
+            "the Python package psycopg",
+            "pip install 'psycopg[binary]'; .ci/run installs it",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -527,12 +527,12 @@ with psycopg.connect("host=127.0.0.1 port={port} user=rankql dbname=rankql", aut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_deltalake_reads_rankql_tables() {
-    let importable = Command::new("python3")
-        .args(["-c", "import deltalake, pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        eprintln!("SKIPPED: the Python deltalake and pyarrow packages are not installed (pip install deltalake pyarrow); .ci/run installs it");
+    if !crate::common::runs("python3", &["-c", "import deltalake, pyarrow"]) {
+        crate::common::missing_dependency(
+            "python_deltalake_reads_rankql_tables",
+            "the Python packages deltalake and pyarrow",
+            "pip install deltalake pyarrow; .ci/run installs them",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

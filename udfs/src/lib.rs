@@ -9,6 +9,7 @@ pub mod bandit;
 pub mod columnar;
 pub mod embed;
 pub mod experiment;
+pub mod interrupt;
 pub mod rank;
 pub mod vector;
 

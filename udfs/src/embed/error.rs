@@ -43,6 +43,9 @@ pub enum EmbedError {
     /// ONNX Runtime failed to load the library, create a session or run the model.
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    /// The statement was cancelled or timed out while texts were being embedded.
+    #[error("stopped: the statement was cancelled or reached statement_timeout")]
+    Interrupted,
     /// The model produced an output this runtime does not know how to pool.
     #[error("model '{model}' produced an unexpected output: {reason}")]
     BadOutput {

@@ -93,6 +93,17 @@ impl Embedder {
 
     /// Embeds `texts`: cached vectors are reused, identical texts computed once.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Arc<[f32]>>, EmbedError> {
+        self.embed_until(texts, &|| false)
+    }
+
+    /// [`Self::embed`], checking `stop` before each micro-batch: once it says so, no new
+    /// batch starts and the call fails with [`EmbedError::Interrupted`] (vectors already
+    /// computed stay in the cache).
+    pub fn embed_until(
+        &self,
+        texts: &[&str],
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<Arc<[f32]>>, EmbedError> {
         let mut unique: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
         let mut slots = Vec::with_capacity(texts.len());
         let mut unique_texts = Vec::new();
@@ -113,7 +124,8 @@ impl Embedder {
             .collect();
         if !missing.is_empty() {
             let missing_texts: Vec<&str> = missing.iter().map(|i| unique_texts[*i]).collect();
-            let computed = self.embed_uncached(&missing_texts)?;
+            let tokens = self.tokenize(&missing_texts)?;
+            let computed = self.embed_tokenized_until(&tokens, stop)?;
             for (index, vector) in missing.into_iter().zip(computed) {
                 let vector: Arc<[f32]> = Arc::from(vector);
                 self.cache.insert(
@@ -147,12 +159,24 @@ impl Embedder {
     /// Embeds tokenised texts: length-sorted micro-batches under the token budget, spread
     /// over the session pool.
     pub fn embed_tokenized(&self, tokens: &[TokenizedText]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_tokenized_until(tokens, &|| false)
+    }
+
+    /// [`Self::embed_tokenized`], checking `stop` before each micro-batch.
+    fn embed_tokenized_until(
+        &self,
+        tokens: &[TokenizedText],
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let counts: Vec<usize> = tokens.iter().map(TokenizedText::len).collect();
         let batches = plan_batches(&counts, self.max_batch_tokens);
         let results: Vec<Mutex<Option<BatchResult>>> =
             batches.iter().map(|_| Mutex::new(None)).collect();
         let next_batch = AtomicUsize::new(0);
         let work = |session: &Mutex<ModelSession>| loop {
+            if stop() {
+                break;
+            }
             let index = next_batch.fetch_add(1, Ordering::Relaxed);
             let Some(batch) = batches.get(index) else {
                 break;
@@ -177,7 +201,7 @@ impl Embedder {
         }
         let mut output: Vec<Vec<f32>> = vec![Vec::new(); tokens.len()];
         for (batch, result) in batches.iter().zip(results) {
-            let vectors = result.into_inner().expect("every batch ran")?;
+            let vectors = result.into_inner().ok_or(EmbedError::Interrupted)??;
             for (index, vector) in batch.iter().zip(vectors) {
                 output[*index] = vector;
             }

@@ -14,6 +14,7 @@ use datafusion::logical_expr::{
 
 use super::registry::ModelRegistry;
 use crate::columnar::scalar_if_all_scalar;
+use crate::interrupt::StatementInterrupt;
 use crate::vector::args::{vector_field, vector_type};
 
 /// `embed(text)` with the default model, `embed('model', text)` with a named one:
@@ -134,7 +135,13 @@ impl ScalarUDFImpl for Embed {
         )?;
         let texts = texts.as_string::<i32>();
         let present: Vec<&str> = texts.iter().flatten().collect();
-        let vectors = run_blocking(|| embedder.embed(&present))
+        let interrupt = StatementInterrupt::of(&args.config_options).cloned();
+        let stop = || {
+            interrupt
+                .as_ref()
+                .is_some_and(StatementInterrupt::is_interrupted)
+        };
+        let vectors = run_blocking(|| embedder.embed_until(&present, &stop))
             .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
 
         let dimension_usize = *dimension as usize;

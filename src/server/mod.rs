@@ -1,0 +1,297 @@
+//! The Postgres wire server. One concept per file:
+//!
+//! - this file: binding, the accept loop, the connection limit, one task per connection;
+//! - [`auth`]: trust-on-loopback until a user exists, then SCRAM-SHA-256; TLS required?
+//! - [`tls`]: certificates; [`roles`]: users, grants, owners in the data directory;
+//! - [`session`]: a session per connection and the statement handlers;
+//! - [`privileges`]: the check of every planned statement; [`admin`]: `CREATE USER`,
+//!   `GRANT` and the other role statements;
+//! - [`limits`]: `statement_timeout`, cancel requests, "too many connections";
+//! - [`copy`] and [`copy_in`]: `COPY … FROM STDIN`.
+
+pub mod admin;
+pub mod auth;
+pub mod copy;
+pub mod copy_in;
+pub mod limits;
+pub mod privileges;
+pub mod roles;
+pub mod session;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ClientInfo, ErrorHandler, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::tokio::TlsAcceptor;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use self::auth::{AuthPolicy, Authenticated, Startup};
+use self::copy_in::CopyIns;
+use self::limits::{refuse_connection, CancelRegistry};
+use self::privileges::FileAccess;
+use self::roles::RoleCatalog;
+use self::session::{ExtendedQueries, Session, SimpleQueries};
+use crate::sqlstate::sqlstate_of;
+
+pub use self::session::MAX_STATEMENT_BYTES;
+
+/// Why the server would not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// Stack size of the runtime's threads: DataFusion plans recursively, and the catalog
+/// queries of some BI tools nest deeply enough to overflow the 2 MiB default.
+pub const THREAD_STACK_BYTES: usize = 32 << 20;
+
+/// How long a connection may take to authenticate before it is closed, so that idle
+/// unauthenticated sockets cannot hold the connection slots.
+pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The multi-threaded runtime the server (and the CLI) runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()
+}
+
+/// Binds the listening socket. Any address may be bound: until a user exists, only
+/// loopback clients are let in (see [`auth`]). Port 0 picks a free port.
+pub async fn bind(host: &str, port: u16) -> Result<TcpListener, ServerError> {
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    TcpListener::bind(&address)
+        .await
+        .map_err(|source| ServerError::Bind { address, source })
+}
+
+/// How the server treats its clients.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// TLS, when a certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Refuse clients that do not negotiate TLS.
+    pub tls_required: bool,
+    /// Connections served at once; more are refused with 53300.
+    pub max_connections: usize,
+    /// Default `statement_timeout` of every session.
+    pub statement_timeout: Option<Duration>,
+    /// Server directories open to every role.
+    pub file_access: FileAccess,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            tls_required: false,
+            max_connections: 100,
+            statement_timeout: None,
+            file_access: FileAccess::default(),
+        }
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    context: Arc<SessionContext>,
+    roles: Arc<RoleCatalog>,
+    files: Arc<FileAccess>,
+    cancels: Arc<CancelRegistry>,
+    options: ServerOptions,
+}
+
+/// Serves Postgres clients on `listener` until `shutdown` completes. Each connection
+/// runs in its own task with its own session: a client that misbehaves or disconnects
+/// ends only its own task.
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<SessionContext>,
+    roles: Arc<RoleCatalog>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let shared = Arc::new(Shared {
+        context,
+        roles,
+        files: Arc::new(options.file_access.clone()),
+        cancels: Arc::new(CancelRegistry::default()),
+        options,
+    });
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let shared = shared.clone();
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            tokio::spawn(async move {
+                                serve_connection(socket, peer, shared).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            tracing::warn!(%peer, "refused: all {} connection slots are in use", shared.options.max_connections);
+                            let message = format!(
+                                "sorry, too many clients already (rankql serves at most {} connections; raise --max-connections)",
+                                shared.options.max_connections
+                            );
+                            tokio::spawn(refuse_connection(socket, message, shared.cancels.clone()));
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!("accept failed: {error}"),
+            },
+        }
+    }
+}
+
+async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    tracing::debug!(%peer, "connection opened");
+    let authenticated = Arc::new(Authenticated::default());
+    let session = Session::new(
+        shared.context.state(),
+        shared.roles.clone(),
+        shared.files.clone(),
+        authenticated.clone(),
+    );
+    let policy = AuthPolicy {
+        roles: shared.roles.clone(),
+        tls_required: shared.options.tls_required,
+        statement_timeout: shared.options.statement_timeout,
+    };
+    let handlers = Arc::new(ConnectionHandlers {
+        simple: Arc::new(SimpleQueries {
+            session: session.clone(),
+        }),
+        extended: Arc::new(ExtendedQueries::new(session.clone())),
+        startup: Arc::new(Startup::new(
+            policy,
+            shared.cancels.clone(),
+            authenticated.clone(),
+        )),
+        copy: Arc::new(CopyIns {
+            context: session.context.clone(),
+            authenticated: authenticated.clone(),
+        }),
+        cancel: Arc::new(CancelRequests {
+            registry: shared.cancels.clone(),
+        }),
+    });
+    let unauthenticated_end = async {
+        tokio::select! {
+            _ = authenticated.failed.notified() => {
+                // Let pgwire send the FATAL error first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                "authentication failed"
+            }
+            _ = tokio::time::sleep(AUTHENTICATION_TIMEOUT) => {
+                if authenticated.is_done() {
+                    std::future::pending::<()>().await;
+                }
+                "authentication timed out"
+            }
+        }
+    };
+    let tls = shared.options.tls.clone();
+    tokio::select! {
+        served = pgwire::tokio::process_socket(socket, tls, handlers) => {
+            if let Err(error) = served {
+                tracing::info!(%peer, "connection closed: {error}");
+            }
+        }
+        reason = unauthenticated_end => tracing::info!(%peer, "connection closed: {reason}"),
+    }
+}
+
+/// The handler set of one connection.
+struct ConnectionHandlers {
+    simple: Arc<SimpleQueries>,
+    extended: Arc<ExtendedQueries>,
+    startup: Arc<Startup>,
+    copy: Arc<CopyIns>,
+    cancel: Arc<CancelRequests>,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.simple.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.extended.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlStateErrors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.copy.clone()
+    }
+}
+
+/// CancelRequests, which arrive on a connection of their own.
+struct CancelRequests {
+    registry: Arc<CancelRegistry>,
+}
+
+#[async_trait]
+impl CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        self.registry
+            .cancel(request.pid, &request.secret_key.to_bytes());
+    }
+}
+
+/// Rewrites engine errors into Postgres errors with their SQLSTATE.
+struct SqlStateErrors;
+
+impl ErrorHandler for SqlStateErrors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        if let PgWireError::ApiError(inner) = error {
+            let code = sqlstate_of(inner.as_ref());
+            let message = inner.to_string();
+            tracing::debug!(code, "query failed: {message}");
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_string(),
+                code.to_string(),
+                message,
+            )));
+        }
+    }
+}
