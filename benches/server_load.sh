@@ -67,12 +67,15 @@ start_server() {
   RANKQL_LOG=warn "$RANKQL_BIN" serve --demo --data-dir "$work/data" --port "$PORT" \
     --max-connections 200 "$@" 2>"$work/server.log" &
   server_pid=$!
-  for _ in $(seq 1 100); do
+  local up=no
+  for _ in $(seq 1 150); do
     if PGPASSWORD=bench-pw psql -X -q -h 127.0.0.1 -p "$PORT" -U bench -d rankql -c "SELECT 1" >/dev/null 2>&1; then
+      up=yes
       break
     fi
     sleep 0.2
   done
+  [ "$up" = yes ] || { echo "the server did not start ($mode $*):" >&2; cat "$work/server.log" >&2; exit 1; }
   PGPASSWORD=bench-pw psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U bench -d rankql -c \
     "CREATE TABLE product_vectors AS SELECT product_id, embed(title || ' ' || description) AS v FROM products" \
     -c "CREATE TABLE clicks (user_id BIGINT, product_id BIGINT)" >/dev/null
@@ -95,7 +98,7 @@ mixed_load() {
     -c "$CLIENTS" -j 4 -T "$SECONDS_EACH" -l --log-prefix="$work/log" \
     -f "$work/embed.sql@1" -f "$work/topk.sql@3" -f "$work/aggregate.sql@3" -f "$work/insert.sql@3" 2>&1)
   local failed
-  failed=$(echo "$out" | awk -F': *' '/number of failed transactions/ {print $2+0}')
+  failed=$(echo "$out" | awk -F': *' '/number of failed transactions/ {print $2+0; exit}')
   [ "${failed:-0}" = 0 ] || { echo "$out" >&2; echo "pgbench reported failed transactions" >&2; exit 1; }
   local inserted
   inserted=$(cat "$work"/log* | awk '$4 == 3 {n++} END {print n+0}')
@@ -118,9 +121,9 @@ printf "%-24s %10s %9s %9s %10s %14s\n" setup "tx/s" "p50 ms" "p99 ms" "peak RSS
 declare -A login_rate
 for setup in trust scram scram+tls; do
   case $setup in
-    trust) start_server trust; export PGSSLMODE=disable ;;
-    scram) start_server scram; export PGSSLMODE=disable ;;
-    scram+tls) start_server scram --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls required; export PGSSLMODE=require ;;
+    trust) export PGSSLMODE=disable; start_server trust ;;
+    scram) export PGSSLMODE=disable; start_server scram ;;
+    scram+tls) export PGSSLMODE=require; start_server scram --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --tls required ;;
   esac
   read -r tps p50 p99 rows < <(mixed_load)
   login_rate[$setup]=$(logins)

@@ -128,9 +128,10 @@ impl Engine {
         setup_pg_catalog(
             &context,
             "datafusion",
-            crate::pg_compat::RolesView(roles.clone()),
+            crate::pg_roles::RolesView(roles.clone()),
         )
         .map_err(|e| *e)?;
+        crate::pg_roles::register_pg_user(&context, roles.clone())?;
         crate::pg_compat::register(&context);
         crate::value_limits::register(&context);
         let mut models = options.models;

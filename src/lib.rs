@@ -5,13 +5,16 @@
 //! [`engine`] builds the one SessionContext; [`server`] serves it to Postgres clients;
 //! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
-//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call; [`storage`]
+//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call; [`pg_roles`]
+//! shows rankql's users in `pg_roles` and `pg_user`; [`value_limits`] caps the values
+//! string functions make; [`storage`]
 //! keeps tables durable as Delta tables in the data directory. The server's own parts
 //! (authentication, roles, privileges, sessions, limits, COPY) are in [`server`].
 
 pub mod demo;
 pub mod engine;
 pub mod pg_compat;
+pub mod pg_roles;
 pub mod runner;
 pub mod server;
 pub mod sqlstate;

@@ -14,9 +14,6 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
-    PgCatalogContextProvider, Role,
-};
 
 /// The server version rankql reports to clients (`SHOW server_version` agrees).
 const SERVER_VERSION_NUM: &str = "150000";
@@ -112,31 +109,4 @@ fn setting(name: &str) -> Result<String> {
         "is_superuser" => "on".to_string(),
         other => return exec_err!("unrecognized configuration parameter \"{other}\""),
     })
-}
-
-/// rankql's role catalog as `pg_catalog.pg_roles` shows it, so psql's `\du`, DBeaver and
-/// other tools list the users that can log in.
-#[derive(Debug, Clone)]
-pub struct RolesView(pub Arc<crate::server::roles::RoleCatalog>);
-
-#[async_trait::async_trait]
-impl PgCatalogContextProvider for RolesView {
-    async fn roles(&self) -> Vec<String> {
-        self.0.roles().into_iter().map(|role| role.name).collect()
-    }
-
-    async fn role(&self, name: &str) -> Option<Role> {
-        let role = self.0.roles().into_iter().find(|role| role.name == name)?;
-        Some(Role {
-            name: role.name,
-            is_superuser: role.superuser,
-            can_login: role.login,
-            can_create_db: false,
-            can_create_role: role.superuser,
-            can_create_user: role.superuser,
-            can_replication: false,
-            grants: Vec::new(),
-            inherited_roles: Vec::new(),
-        })
-    }
 }

@@ -306,3 +306,30 @@ pub async fn refuse_connection(
         let _ = socket.shutdown().await;
     }
 }
+
+/// A second handle on a client's socket, to notice the client going away while a
+/// statement runs (pgwire reads the socket only between statements).
+pub fn disconnect_watcher(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let watcher = socket.try_clone()?;
+    Ok((
+        tokio::net::TcpStream::from_std(socket)?,
+        tokio::net::TcpStream::from_std(watcher)?,
+    ))
+}
+
+/// Resolves when the client has closed or reset its connection, as PostgreSQL's
+/// `client_connection_check_interval` notices it: a peek that reads end-of-file. Bytes
+/// waiting to be read (a pipelined next message) are left alone and looked at again a
+/// little later.
+pub async fn peer_closed(watcher: tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match watcher.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

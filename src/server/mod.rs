@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 
 use self::auth::{AuthPolicy, Authenticated, Startup};
 use self::copy_in::CopyIns;
-use self::limits::{refuse_connection, CancelRegistry};
+use self::limits::{disconnect_watcher, peer_closed, refuse_connection, CancelRegistry};
 use self::privileges::FileAccess;
 use self::roles::RoleCatalog;
 use self::session::{ExtendedQueries, Session, SimpleQueries};
@@ -174,6 +174,13 @@ pub async fn serve(
 
 async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     tracing::debug!(%peer, "connection opened");
+    let (socket, watcher) = match disconnect_watcher(socket) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::warn!(%peer, "connection dropped: {error}");
+            return;
+        }
+    };
     let authenticated = Arc::new(Authenticated::default());
     let session = Session::new(
         shared.context.state(),
@@ -227,6 +234,12 @@ async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, share
             }
         }
         reason = unauthenticated_end => tracing::info!(%peer, "connection closed: {reason}"),
+        // The client went away mid-statement: dropping the connection's future drops the
+        // statement's streams (stopping their work), and embed stops at its next batch.
+        _ = peer_closed(watcher) => {
+            session.interrupt.interrupt();
+            tracing::info!(%peer, "client closed the connection; its statement, if any, was stopped");
+        }
     }
 }
 
@@ -278,11 +291,21 @@ impl CancelHandler for CancelRequests {
     }
 }
 
-/// Rewrites engine errors into Postgres errors with their SQLSTATE.
+/// Rewrites engine errors into Postgres errors with their SQLSTATE, and names the user
+/// in a failed login as PostgreSQL does (SCRAM clients such as libpq leave the name in
+/// the SCRAM exchange empty).
 struct SqlStateErrors;
 
 impl ErrorHandler for SqlStateErrors {
-    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::InvalidPassword(_) = error {
+            let user = client.metadata().get("user").cloned().unwrap_or_default();
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_string(),
+                crate::sqlstate::INVALID_PASSWORD.to_string(),
+                format!("password authentication failed for user \"{user}\""),
+            )));
+        }
         if let PgWireError::ApiError(inner) = error {
             let code = sqlstate_of(inner.as_ref());
             let message = inner.to_string();

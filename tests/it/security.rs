@@ -90,18 +90,24 @@ async fn users_are_managed_in_sql_and_survive_a_restart() {
             .batch_execute("CREATE USER analyst WITH PASSWORD 'first'; ALTER USER analyst WITH PASSWORD 'second'")
             .await
             .unwrap();
-        let roles = admin
-            .simple_query("SELECT rolname FROM pg_catalog.pg_roles ORDER BY rolname")
-            .await
-            .unwrap();
-        let names: Vec<String> = roles
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect();
-        assert!(names.contains(&"analyst".to_string()), "{names:?}");
+        for catalog_query in [
+            "SELECT rolname FROM pg_catalog.pg_roles ORDER BY rolname",
+            "SELECT usename FROM pg_catalog.pg_user WHERE NOT usesuper ORDER BY usename",
+            "SELECT usename FROM pg_catalog.pg_user WHERE passwd = '********'",
+        ] {
+            let rows = admin.simple_query(catalog_query).await.unwrap();
+            let names: Vec<String> = rows
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                names.contains(&"analyst".to_string()),
+                "{catalog_query}: {names:?}"
+            );
+        }
         let duplicate = admin
             .simple_query("CREATE USER analyst PASSWORD 'x'")
             .await

@@ -1,0 +1,139 @@
+//! rankql's roles in `pg_catalog`, so that psql's `\du`, DBeaver and other tools list the
+//! users: `pg_roles` (through datafusion-pg-catalog's provider hook) and `pg_user` (a
+//! table of ours beside the catalog's own, which has none).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
+    PgCatalogContextProvider, Role,
+};
+
+use crate::server::roles::{RoleCatalog, RoleInfo};
+
+/// The role catalog as `pg_catalog.pg_roles` shows it.
+#[derive(Debug, Clone)]
+pub struct RolesView(pub Arc<RoleCatalog>);
+
+#[async_trait]
+impl PgCatalogContextProvider for RolesView {
+    async fn roles(&self) -> Vec<String> {
+        self.0.roles().into_iter().map(|role| role.name).collect()
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        let role = self.0.roles().into_iter().find(|role| role.name == name)?;
+        Some(Role {
+            name: role.name,
+            is_superuser: role.superuser,
+            can_login: role.login,
+            can_create_db: false,
+            can_create_role: role.superuser,
+            can_create_user: role.superuser,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
+}
+
+/// The table `pg_user` adds to the `pg_catalog` schema.
+const PG_USER: &str = "pg_user";
+
+/// `pg_catalog` with `pg_user` added: every other table comes from the wrapped schema.
+#[derive(Debug)]
+struct WithPgUser {
+    catalog: Arc<dyn SchemaProvider>,
+    roles: Arc<RoleCatalog>,
+}
+
+/// Adds `pg_catalog.pg_user` (the roles that can log in) to `context`'s catalog.
+pub fn register_pg_user(context: &SessionContext, roles: Arc<RoleCatalog>) -> Result<()> {
+    let catalog = context
+        .catalog("datafusion")
+        .ok_or_else(|| DataFusionError::Plan("catalog datafusion is missing".into()))?;
+    let Some(pg_catalog) = catalog.schema("pg_catalog") else {
+        return Ok(());
+    };
+    catalog.register_schema(
+        "pg_catalog",
+        Arc::new(WithPgUser {
+            catalog: pg_catalog,
+            roles,
+        }),
+    )?;
+    Ok(())
+}
+
+/// PostgreSQL's `pg_user` columns, from the role catalog (the password is masked, as
+/// PostgreSQL masks it).
+fn pg_user(roles: &[RoleInfo]) -> Result<Arc<dyn TableProvider>> {
+    let users: Vec<&RoleInfo> = roles.iter().filter(|r| r.login).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("usename", DataType::Utf8, false),
+        Field::new("usesysid", DataType::Int32, false),
+        Field::new("usecreatedb", DataType::Boolean, false),
+        Field::new("usesuper", DataType::Boolean, false),
+        Field::new("userepl", DataType::Boolean, false),
+        Field::new("usebypassrls", DataType::Boolean, false),
+        Field::new("passwd", DataType::Utf8, true),
+        Field::new("valuntil", DataType::Utf8, true),
+        Field::new("useconfig", DataType::Utf8, true),
+    ]));
+    let flags = |f: &dyn Fn(&RoleInfo) -> bool| -> ArrayRef {
+        Arc::new(users.iter().map(|u| Some(f(u))).collect::<BooleanArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            users
+                .iter()
+                .map(|u| Some(u.name.as_str()))
+                .collect::<StringArray>(),
+        ),
+        // pg_roles reports oid 0 for every role; the same here keeps joins consistent.
+        Arc::new(Int32Array::from(vec![0; users.len()])),
+        flags(&|_| false),
+        flags(&|u| u.superuser),
+        flags(&|_| false),
+        flags(&|u| u.superuser),
+        Arc::new(
+            users
+                .iter()
+                .map(|u| u.has_password.then_some("********"))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(StringArray::from(vec![None::<&str>; users.len()])),
+        Arc::new(StringArray::from(vec![None::<&str>; users.len()])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+#[async_trait]
+impl SchemaProvider for WithPgUser {
+    fn owner_name(&self) -> Option<&str> {
+        self.catalog.owner_name()
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.catalog.table_names();
+        names.push(PG_USER.to_string());
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name == PG_USER {
+            return pg_user(&self.roles.roles()).map(Some);
+        }
+        self.catalog.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == PG_USER || self.catalog.table_exist(name)
+    }
+}
