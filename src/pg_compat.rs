@@ -1,7 +1,7 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
-//! DataFusion nor datafusion-postgres provide: `current_setting`, `pg_is_in_recovery`,
-//! `pg_my_temp_schema`, `pg_postmaster_start_time`, `pg_type_is_visible`,
-//! `pg_get_indexdef`.
+//! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
+//! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
+//! `pg_type_is_visible`, `pg_get_indexdef`; and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
 //! DataGrip, pgcli and Superset fail their first screen on the others. The answers are
@@ -15,14 +15,38 @@ use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 
-/// The server version rankql reports to clients (`SHOW server_version` agrees).
-const SERVER_VERSION_NUM: &str = "150000";
+/// The PostgreSQL version whose protocol and catalog rankql speaks.
+pub const PG_VERSION: &str = "16.6";
+
+/// `server_version_num`, as clients compare it (`current_setting`, `SHOW`).
+pub const SERVER_VERSION_NUM: &str = "160006";
+
+/// `server_version` as the startup parameter, `SHOW` and `current_setting` report it:
+/// PostgreSQL's version first, so drivers that parse the leading number (SQLAlchemy,
+/// pgjdbc, psqlODBC, Metabase) accept it.
+pub fn server_version() -> String {
+    format!("{PG_VERSION} (rankql {})", env!("CARGO_PKG_VERSION"))
+}
+
+/// `version()`: PostgreSQL's shape (`PostgreSQL 16.6 … on <platform>, 64-bit`), naming
+/// rankql and DataFusion inside, so version checks such as SQLAlchemy's regex pass.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_VERSION} (rankql {}, Apache DataFusion {}) on {}-{}, {}-bit",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION,
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        usize::BITS
+    )
+}
 
 /// Registers the functions in `context`.
 pub fn register(context: &SessionContext) {
     let started = now_micros();
     for udf in [
         current_setting(),
+        constant("version", vec![], ScalarValue::Utf8(Some(version_string()))),
         constant(
             "pg_is_in_recovery",
             vec![],
@@ -96,7 +120,7 @@ fn current_setting() -> ScalarUDF {
 fn setting(name: &str) -> Result<String> {
     Ok(match name.to_ascii_lowercase().as_str() {
         "server_version_num" => SERVER_VERSION_NUM.to_string(),
-        "server_version" => "15.0".to_string(),
+        "server_version" => server_version(),
         "server_encoding" | "client_encoding" => "UTF8".to_string(),
         "datestyle" => "ISO, MDY".to_string(),
         "timezone" => "UTC".to_string(),

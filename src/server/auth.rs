@@ -12,19 +12,21 @@
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Sink;
 use parking_lot::Mutex;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, AuthSource,
+    DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
-use pgwire::api::{ClientInfo, PgWireConnectionState};
+use pgwire::api::{
+    ClientInfo, PgWireConnectionState, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Notify;
@@ -203,10 +205,43 @@ impl StartupHandler for Startup {
     }
 }
 
-/// Trusted loopback startup (no user exists yet).
+/// What a client learns at startup: PostgreSQL's parameters, with rankql's
+/// `server_version` (see [`crate::pg_compat::server_version`]).
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = crate::pg_compat::server_version();
+    parameters
+}
+
+/// Process ids and cancel keys for every connection of this server: one generator, so
+/// that ids are distinct (pgwire's handlers would each start their own count).
+static PIDS: LazyLock<Arc<RandomPidSecretKeyGenerator>> =
+    LazyLock::new(|| Arc::new(RandomPidSecretKeyGenerator::default()));
+
+/// Trusted loopback startup (no user exists yet): no password exchange.
 struct Trust;
 
-impl NoopStartupHandler for Trust {}
+impl Trust {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, secret) = PIDS.generate(&*client);
+            client.set_pid_and_secret_key(pid, secret);
+            finish_authentication(client, &server_parameters()).await?;
+        }
+        Ok(())
+    }
+}
 
 /// The SCRAM secrets of the role catalog. An unknown user, or one who may not log in,
 /// gets a random secret: the exchange fails exactly as a wrong password does, so user

@@ -7,10 +7,12 @@
 //! - [`privileges`]: the check of every planned statement; [`admin`]: `CREATE USER`,
 //!   `GRANT` and the other role statements;
 //! - [`limits`]: `statement_timeout`, cancel requests, "too many connections";
-//! - [`copy`] and [`copy_in`]: `COPY … FROM STDIN`.
+//! - [`copy`] and [`copy_in`]: `COPY … FROM STDIN`;
+//! - [`compat_hooks`]: statements answered for drivers (`SHOW server_version`, savepoints).
 
 pub mod admin;
 pub mod auth;
+pub mod compat_hooks;
 pub mod copy;
 pub mod copy_in;
 pub mod limits;

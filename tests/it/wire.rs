@@ -323,3 +323,32 @@ async fn external_tables_and_copy_to_over_the_wire() {
         .unwrap();
     assert_eq!(first_value(&rows), "IN");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifies_as_postgresql_16_the_way_drivers_parse_it() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let version = first_value(&client.simple_query("SELECT version()").await.unwrap());
+    assert!(version.starts_with("PostgreSQL 16.6 (rankql "), "{version}");
+    assert!(version.contains("Apache DataFusion"), "{version}");
+    let shown = first_value(&client.simple_query("SHOW server_version").await.unwrap());
+    assert!(shown.starts_with("16.6 (rankql "), "{shown}");
+    let setting = first_value(
+        &client
+            .simple_query("SELECT current_setting('server_version')")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(setting, shown);
+    let number = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(number, "160006");
+    // Drivers (psycopg, SQLAlchemy) issue savepoints while connecting.
+    client
+        .batch_execute("BEGIN; SAVEPOINT sp1; RELEASE SAVEPOINT sp1; COMMIT")
+        .await
+        .unwrap();
+}

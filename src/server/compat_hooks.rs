@@ -1,0 +1,154 @@
+//! Statements clients send that rankql answers itself, before datafusion-postgres' own
+//! hooks: `SHOW server_version[_num]` (with the version drivers parse) and savepoints.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{ParamValues, ToDFSchema};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::QueryHook;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::{ClientInfo, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+
+/// A plan of no rows with the given columns, for the extended protocol's Describe.
+fn empty_plan(fields: Vec<Field>) -> PgWireResult<LogicalPlan> {
+    Schema::new(fields)
+        .to_dfschema()
+        .map(|schema| {
+            LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: true,
+                schema: Arc::new(schema),
+            })
+        })
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// `SHOW server_version` and `SHOW server_version_num` with rankql's answers (see
+/// [`crate::pg_compat::server_version`]); datafusion-postgres would answer
+/// "datafusion … on rankql", which drivers cannot parse.
+pub struct ShowServerVersion;
+
+impl ShowServerVersion {
+    /// The setting and its value, if `statement` shows one of the version settings.
+    fn setting(statement: &Statement) -> Option<(&'static str, String)> {
+        let Statement::ShowVariable { variable } = statement else {
+            return None;
+        };
+        match variable.as_slice() {
+            [name] if name.value.eq_ignore_ascii_case("server_version") => {
+                Some(("server_version", crate::pg_compat::server_version()))
+            }
+            [name] if name.value.eq_ignore_ascii_case("server_version_num") => Some((
+                "server_version_num",
+                crate::pg_compat::SERVER_VERSION_NUM.to_string(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn respond(statement: &Statement) -> Option<PgWireResult<Response>> {
+        let (name, value) = Self::setting(statement)?;
+        let fields = Arc::new(vec![FieldInfo::new(
+            name.to_string(),
+            None,
+            None,
+            Type::VARCHAR,
+            FieldFormat::Text,
+        )]);
+        let mut encoder = DataRowEncoder::new(fields.clone());
+        if let Err(error) = encoder.encode_field(&Some(value)) {
+            return Some(Err(error));
+        }
+        let row = encoder.take_row();
+        Some(Ok(Response::Query(QueryResponse::new(
+            fields,
+            futures::stream::once(async move { Ok(row) }),
+        ))))
+    }
+}
+
+#[async_trait]
+impl QueryHook for ShowServerVersion {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::respond(statement)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        let (name, _) = Self::setting(statement)?;
+        Some(empty_plan(vec![Field::new(name, DataType::Utf8, false)]))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::respond(statement)
+    }
+}
+
+/// `SAVEPOINT name` and `RELEASE [SAVEPOINT] name`, answered as PostgreSQL does and
+/// otherwise no-ops, like `BEGIN`/`COMMIT`: rankql statements are not transactional (each
+/// write is durable when it returns), and drivers such as psycopg and SQLAlchemy issue
+/// savepoints on their own while connecting.
+pub struct Savepoints;
+
+impl Savepoints {
+    fn tag(statement: &Statement) -> Option<&'static str> {
+        match statement {
+            Statement::Savepoint { .. } => Some("SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => Some("RELEASE"),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHook for Savepoints {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::tag(statement).map(|tag| Ok(Response::Execution(Tag::new(tag))))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        Self::tag(statement).map(|_| empty_plan(Vec::new()))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::tag(statement).map(|tag| Ok(Response::Execution(Tag::new(tag))))
+    }
+}
