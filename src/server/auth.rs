@@ -31,7 +31,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Notify;
 
-use super::limits::{CancelRegistry, STATEMENT_TIMEOUT_KEY};
+use super::limits::{CancelRegistry, SessionDefaults};
 use super::roles::RoleCatalog;
 use super::session::LoggedIn;
 use crate::sqlstate;
@@ -143,12 +143,11 @@ impl Startup {
         client.session_extensions().insert(LoggedIn {
             trusted: matches!(method, Method::Trust),
         });
-        if let Some(timeout) = self.policy.statement_timeout {
-            client
-                .metadata_mut()
-                .entry(STATEMENT_TIMEOUT_KEY.to_string())
-                .or_insert_with(|| timeout.as_millis().to_string());
-        }
+        let defaults = SessionDefaults {
+            statement_timeout: self.policy.statement_timeout,
+        };
+        defaults.restore(client.metadata_mut());
+        client.session_extensions().insert(defaults);
         self.authenticated.done.store(true, Ordering::Release);
     }
 }

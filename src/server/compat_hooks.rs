@@ -1,5 +1,6 @@
 //! Statements clients send that rankql answers itself, before datafusion-postgres' own
-//! hooks: `SHOW server_version[_num]` (with the version drivers parse) and savepoints.
+//! hooks: `SHOW server_version[_num]` (with the version drivers parse), savepoints, and
+//! `RESET` of the PostgreSQL settings datafusion-postgres keeps per connection.
 
 use std::sync::Arc;
 
@@ -8,12 +9,14 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{ParamValues, ToDFSchema};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Reset, Statement};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::{ClientInfo, Type};
 use pgwire::error::{PgWireError, PgWireResult};
+
+use super::limits::SessionDefaults;
 
 /// A plan of no rows with the given columns, for the extended protocol's Describe.
 fn empty_plan(fields: Vec<Field>) -> PgWireResult<LogicalPlan> {
@@ -150,5 +153,100 @@ impl QueryHook for Savepoints {
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         Self::tag(statement).map(|tag| Ok(Response::Execution(Tag::new(tag))))
+    }
+}
+
+/// The PostgreSQL settings datafusion-postgres' `SET` keeps in a connection's metadata
+/// (`statement_timeout` is handled apart: it has a server default).
+const SESSION_SETTINGS: [&str; 7] = [
+    "application_name",
+    "bytea_output",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "timezone",
+];
+
+/// `RESET name` and `RESET ALL` for those settings and `statement_timeout` (back to the
+/// server's `--statement-timeout`). `RESET datafusion.…` goes on to DataFusion.
+pub struct ResetSettings;
+
+impl ResetSettings {
+    fn reset(statement: &Statement, client: &mut dyn HookClient) -> Option<PgWireResult<Response>> {
+        let Statement::Reset(reset) = statement else {
+            return None;
+        };
+        let names: Vec<String> = match &reset.reset {
+            Reset::ALL => SESSION_SETTINGS
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["statement_timeout".to_string()])
+                .collect(),
+            Reset::ConfigurationParameter(name) => {
+                let name = name.to_string().to_ascii_lowercase();
+                let ours = name == "statement_timeout" || SESSION_SETTINGS.contains(&name.as_str());
+                if !ours {
+                    return None;
+                }
+                vec![name]
+            }
+        };
+        for name in names {
+            if name == "statement_timeout" {
+                let default = client
+                    .session_extensions()
+                    .get::<SessionDefaults>()
+                    .map(|defaults| defaults.restore(client.metadata_mut()));
+                if default.is_none() {
+                    SessionDefaults::default().restore(client.metadata_mut());
+                }
+            } else {
+                client.metadata_mut().remove(&name);
+            }
+        }
+        Some(Ok(Response::Execution(Tag::new("RESET"))))
+    }
+}
+
+#[async_trait]
+impl QueryHook for ResetSettings {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::reset(statement, client)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        let Statement::Reset(reset) = statement else {
+            return None;
+        };
+        let ours = match &reset.reset {
+            Reset::ALL => true,
+            Reset::ConfigurationParameter(name) => {
+                let name = name.to_string().to_ascii_lowercase();
+                name == "statement_timeout" || SESSION_SETTINGS.contains(&name.as_str())
+            }
+        };
+        ours.then(|| empty_plan(Vec::new()))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::reset(statement, client)
     }
 }

@@ -31,6 +31,30 @@ use crate::sqlstate::{self, SqlState};
 /// the timeout in milliseconds (absent: no timeout).
 pub const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
 
+/// A connection's defaults, as it started (`RESET` returns to them).
+#[derive(Debug, Clone, Default)]
+pub struct SessionDefaults {
+    /// The server's `--statement-timeout`.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl SessionDefaults {
+    /// Puts the default `statement_timeout` back into a connection's metadata.
+    pub fn restore(&self, metadata: &mut HashMap<String, String>) {
+        match self.statement_timeout {
+            Some(timeout) => {
+                metadata.insert(
+                    STATEMENT_TIMEOUT_KEY.to_string(),
+                    timeout.as_millis().to_string(),
+                );
+            }
+            None => {
+                metadata.remove(STATEMENT_TIMEOUT_KEY);
+            }
+        }
+    }
+}
+
 /// Why a statement was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Interrupted {

@@ -34,7 +34,7 @@ use rankql_udfs::interrupt::StatementInterrupt;
 
 use super::admin::{self, AdminStatement, ScriptPart};
 use super::auth::Authenticated;
-use super::compat_hooks::{Savepoints, ShowServerVersion};
+use super::compat_hooks::{ResetSettings, Savepoints, ShowServerVersion};
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::limits::StatementLimits;
@@ -91,6 +91,7 @@ impl Session {
             Arc::new(CursorStatementHook),
             Arc::new(ShowServerVersion),
             Arc::new(Savepoints),
+            Arc::new(ResetSettings),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
             Arc::new(PgVectorInsertHook),

@@ -341,6 +341,36 @@ async fn settings_are_per_connection() {
         .expect("another connection's SET does not leak");
     let error = first.simple_query("SELECT count(*) FROM PRODUCTS").await;
     assert!(error.is_err(), "the SET applies to its own connection");
+    // RESET returns a session's settings to the server's defaults.
+    let shown = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    second
+        .batch_execute("SET statement_timeout = '2s'; SET application_name = 'nightly job'")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(second.simple_query("SHOW statement_timeout").await.unwrap()),
+        "2000ms"
+    );
+    second
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(second.simple_query("SHOW statement_timeout").await.unwrap()),
+        "0"
+    );
+    second.batch_execute("RESET ALL").await.unwrap();
+    assert_ne!(
+        shown(second.simple_query("SHOW application_name").await.unwrap()),
+        "nightly job"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
