@@ -13,6 +13,7 @@ use crate::server::privileges::PrivilegeError;
 use crate::server::roles::RoleError;
 use crate::storage::StorageError;
 use crate::value_limits::ValueTooLarge;
+use rankql_udfs::embed::EmbedCallError;
 
 /// An error that knows the SQLSTATE a client should see for it: the code comes from the
 /// error's type and variant, never from its message text.
@@ -111,6 +112,9 @@ pub fn external_sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static 
     if let Some(error) = error.downcast_ref::<ValueTooLarge>() {
         return error.sqlstate();
     }
+    if let Some(error) = error.downcast_ref::<EmbedCallError>() {
+        return error.0.sqlstate();
+    }
     "XX000"
 }
 
@@ -144,7 +148,7 @@ fn plan_sqlstate(text: &str) -> &'static str {
         || lower.contains("dimensions differ")
     {
         "42804"
-    } else if lower.contains("not installed") || lower.contains("not found") {
+    } else if lower.contains("not found") {
         "58P01"
     } else {
         "42000"
@@ -185,5 +189,23 @@ mod tests {
             Box::new(DataFusionError::Plan("table 't' not found".into())),
         );
         assert_eq!(code(wrapped), "42P01");
+    }
+
+    #[test]
+    fn rankql_errors_carry_their_own_code() {
+        use rankql_udfs::embed::EmbedError;
+        let interrupted = EmbedCallError(EmbedError::Interrupted);
+        assert_eq!(
+            code(DataFusionError::External(Box::new(interrupted))),
+            "57014"
+        );
+        let missing = EmbedCallError(EmbedError::RuntimeMissing("/x".into()));
+        let wrapped = DataFusionError::Context(
+            "planning".into(),
+            Box::new(DataFusionError::External(Box::new(missing))),
+        );
+        assert_eq!(code(wrapped), "58P01");
+        let denied = PrivilegeError::File("/etc/passwd".into());
+        assert_eq!(code(DataFusionError::External(Box::new(denied))), "42501");
     }
 }

@@ -55,6 +55,17 @@ pub enum CopyError {
     Csv(String),
 }
 
+impl crate::sqlstate::SqlState for CopyError {
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            CopyError::Unsupported(_) => crate::sqlstate::FEATURE_NOT_SUPPORTED,
+            CopyError::NoSuchColumn { .. } => "42703",
+            CopyError::MissingNotNull(_) => "23502",
+            CopyError::BadRow { .. } | CopyError::Csv(_) => "22P04",
+        }
+    }
+}
+
 /// The format of the data stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyFormat {

@@ -51,13 +51,7 @@ pub fn user_error(code: &str, message: String) -> PgWireError {
 }
 
 fn copy_error(error: &CopyError) -> PgWireError {
-    let code = match error {
-        CopyError::Unsupported(_) => "0A000",
-        CopyError::NoSuchColumn { .. } => "42703",
-        CopyError::MissingNotNull(_) => "23502",
-        CopyError::BadRow { .. } | CopyError::Csv(_) => "22P04",
-    };
-    user_error(code, error.to_string())
+    user_error(error.sqlstate(), error.to_string())
 }
 
 /// Checks the target table, its columns and the role's privilege, then tells the client

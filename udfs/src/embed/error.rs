@@ -56,6 +56,34 @@ pub enum EmbedError {
     },
 }
 
+impl EmbedError {
+    /// The PostgreSQL SQLSTATE a client should see for this error, so that a driver can
+    /// tell a missing model (`58P01`) from a cancelled statement (`57014`).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            EmbedError::ModelNotInstalled { .. } | EmbedError::RuntimeMissing(_) => "58P01",
+            EmbedError::BadConfig { .. } => "F0000",
+            EmbedError::Tokenizer { .. } => "22023",
+            EmbedError::Runtime(_) => "58000",
+            EmbedError::Interrupted => "57014",
+            EmbedError::BadOutput { .. } => "XX000",
+        }
+    }
+}
+
+/// An [`EmbedError`] raised by a call of `embed` in SQL: shown as `embed: …`, and
+/// carried inside DataFusion's `External` error so that its type, not its message,
+/// decides the client's SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+#[error("embed: {0}")]
+pub struct EmbedCallError(#[from] pub EmbedError);
+
+impl From<EmbedCallError> for datafusion::error::DataFusionError {
+    fn from(error: EmbedCallError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(error))
+    }
+}
+
 impl<R> From<ort::Error<R>> for EmbedError {
     fn from(error: ort::Error<R>) -> Self {
         Self::Runtime(error.to_string())

@@ -19,5 +19,5 @@ pub mod tokenize;
 pub mod udf;
 
 pub use config::{Device, EmbedOptions, ModelConfig, Pooling};
-pub use error::EmbedError;
+pub use error::{EmbedCallError, EmbedError};
 pub use registry::{Embedder, ModelRegistry};

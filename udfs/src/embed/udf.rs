@@ -6,12 +6,13 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Flo
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{exec_datafusion_err, plan_datafusion_err, plan_err, Result, ScalarValue};
+use datafusion::common::{plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
     scalar_doc_sections::DOC_SECTION_OTHER, ColumnarValue, Documentation, DocumentationBuilder,
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::error::EmbedCallError;
 use super::registry::ModelRegistry;
 use crate::columnar::scalar_if_all_scalar;
 use crate::interrupt::StatementInterrupt;
@@ -103,10 +104,7 @@ impl ScalarUDFImpl for Embed {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let name = self.model_name(args.scalar_arguments)?;
-        let config = self
-            .registry
-            .config(name)
-            .map_err(|e| plan_datafusion_err!("embed: {e}"))?;
+        let config = self.registry.config(name).map_err(EmbedCallError::from)?;
         Ok(Arc::new(vector_field(
             self.name(),
             vector_type(config.dimension),
@@ -128,7 +126,7 @@ impl ScalarUDFImpl for Embed {
         let embedder = self
             .registry
             .embedder(self.registry.resolve(model.as_deref()))
-            .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
+            .map_err(EmbedCallError::from)?;
         let texts = cast(
             &args.args[args.args.len() - 1].to_array(args.number_rows)?,
             &DataType::Utf8,
@@ -141,8 +139,8 @@ impl ScalarUDFImpl for Embed {
                 .as_ref()
                 .is_some_and(StatementInterrupt::is_interrupted)
         };
-        let vectors = run_blocking(|| embedder.embed_until(&present, &stop))
-            .map_err(|e| exec_datafusion_err!("embed: {e}"))?;
+        let vectors =
+            run_blocking(|| embedder.embed_until(&present, &stop)).map_err(EmbedCallError::from)?;
 
         let dimension_usize = *dimension as usize;
         let mut values = Vec::with_capacity(texts.len() * dimension_usize);
