@@ -572,6 +572,12 @@ impl ExtendedQueryHandler for ExtendedQueries {
                 return Ok(responses.pop().unwrap_or(Response::EmptyQuery));
             }
         }
+        // Checked at Parse, and again at each Execute: a prepared statement kept by a
+        // driver must not outlive a REVOKE. (The plan is walked, not made again.)
+        if let Some((_, plan)) = planned {
+            let role = self.session.role(client);
+            self.session.checker().check(&role, plan).map_err(denied)?;
+        }
         let limits = StatementLimits::start(client, &self.session.interrupt);
         let service = self.session.service.clone();
         let mut responses = limits

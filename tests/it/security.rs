@@ -268,7 +268,12 @@ async fn role_matrix() {
         .await
         .unwrap_err();
     assert_eq!(code(&error), "42501");
-    // Revoked is revoked, at once.
+    // Revoked is revoked, at once — also for a statement the driver prepared before.
+    let prepared = reader
+        .prepare("SELECT count(*) FROM products WHERE product_id > $1")
+        .await
+        .unwrap();
+    reader.query(&prepared, &[&0i64]).await.unwrap();
     admin
         .simple_query("REVOKE SELECT ON products FROM reader")
         .await
@@ -278,6 +283,12 @@ async fn role_matrix() {
         .await
         .unwrap_err();
     assert_eq!(code(&error), "42501");
+    let error = reader.query(&prepared, &[&0i64]).await.unwrap_err();
+    assert_eq!(
+        code(&error),
+        "42501",
+        "a statement prepared before the REVOKE"
+    );
     // A superuser may do everything.
     admin
         .simple_query("SELECT count(*) FROM events")
