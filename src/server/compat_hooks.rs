@@ -173,34 +173,36 @@ const SESSION_SETTINGS: [&str; 7] = [
 pub struct ResetSettings;
 
 impl ResetSettings {
-    fn reset(statement: &Statement, client: &mut dyn HookClient) -> Option<PgWireResult<Response>> {
+    /// The settings `statement` resets, if it is a `RESET` of ours.
+    fn targets(statement: &Statement) -> Option<Vec<String>> {
         let Statement::Reset(reset) = statement else {
             return None;
         };
-        let names: Vec<String> = match &reset.reset {
-            Reset::ALL => SESSION_SETTINGS
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["statement_timeout".to_string()])
-                .collect(),
+        match &reset.reset {
+            Reset::ALL => Some(
+                SESSION_SETTINGS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(["statement_timeout".to_string()])
+                    .collect(),
+            ),
             Reset::ConfigurationParameter(name) => {
                 let name = name.to_string().to_ascii_lowercase();
                 let ours = name == "statement_timeout" || SESSION_SETTINGS.contains(&name.as_str());
-                if !ours {
-                    return None;
-                }
-                vec![name]
+                ours.then(|| vec![name])
             }
-        };
-        for name in names {
+        }
+    }
+
+    fn reset(statement: &Statement, client: &mut dyn HookClient) -> Option<PgWireResult<Response>> {
+        for name in Self::targets(statement)? {
             if name == "statement_timeout" {
-                let default = client
+                let defaults = client
                     .session_extensions()
                     .get::<SessionDefaults>()
-                    .map(|defaults| defaults.restore(client.metadata_mut()));
-                if default.is_none() {
-                    SessionDefaults::default().restore(client.metadata_mut());
-                }
+                    .map(|defaults| (*defaults).clone())
+                    .unwrap_or_default();
+                defaults.restore(client.metadata_mut());
             } else {
                 client.metadata_mut().remove(&name);
             }
@@ -226,17 +228,7 @@ impl QueryHook for ResetSettings {
         _context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        let Statement::Reset(reset) = statement else {
-            return None;
-        };
-        let ours = match &reset.reset {
-            Reset::ALL => true,
-            Reset::ConfigurationParameter(name) => {
-                let name = name.to_string().to_ascii_lowercase();
-                name == "statement_timeout" || SESSION_SETTINGS.contains(&name.as_str())
-            }
-        };
-        ours.then(|| empty_plan(Vec::new()))
+        Self::targets(statement).map(|_| empty_plan(Vec::new()))
     }
 
     async fn handle_extended_query(
