@@ -180,6 +180,13 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
     Ok(number.saturating_mul(scale))
 }
 
+/// `--synchronous-commit` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SynchronousCommit {
+    On,
+    Off,
+}
+
 /// Options of the engine, shared by every command.
 #[derive(Debug, Args)]
 struct EngineArgs {
@@ -197,6 +204,14 @@ struct EngineArgs {
     /// tables' write-ahead logs to Delta: how far other Delta readers may lag behind.
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
+    /// Compact a table's small files after this many commits.
+    #[arg(long, default_value_t = WriterPolicy::default().commits_between_compactions)]
+    compact_after_commits: usize,
+    /// on: every acknowledged write is forced to disk first (fsync; survives a power cut;
+    /// concurrent writes share one fsync). off: acknowledged once the operating system has
+    /// it (survives a crash of rankql, not of the machine). PostgreSQL's name and default.
+    #[arg(long, value_enum, default_value_t = SynchronousCommit::On)]
+    synchronous_commit: SynchronousCommit,
     /// Directory of installed models (written by `python3 models/fetch.py`).
     #[arg(long, env = "RANKQL_MODELS", default_value = "models/cache")]
     models_dir: PathBuf,
@@ -245,6 +260,8 @@ impl EngineArgs {
             demo: self.demo,
             writer: WriterPolicy {
                 commit_interval: std::time::Duration::from_millis(self.commit_interval_ms),
+                synchronous_commit: self.synchronous_commit == SynchronousCommit::On,
+                commits_between_compactions: self.compact_after_commits.max(1),
                 ..WriterPolicy::default()
             },
             memory_limit: self

@@ -18,6 +18,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::statements::{split_statements, ScriptStatement};
+use crate::storage::create_or_replace;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,7 +109,11 @@ impl<'a, W: Write> Runner<'a, W> {
     }
 
     async fn execute(&mut self, sql: &str, rows: &AtomicU64) -> Result<(), DataFusionError> {
-        let frame = self.context.sql(sql).await?;
+        let plan = self.context.state().create_logical_plan(sql).await?;
+        if let Some(replaced) = create_or_replace(self.context, &plan).await {
+            return replaced;
+        }
+        let frame = self.context.execute_logical_plan(plan).await?;
         let mut stream = frame.execute_stream().await?;
         let mut buffered: Vec<RecordBatch> = Vec::new();
         let mut wrote_header = false;

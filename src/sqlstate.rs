@@ -126,9 +126,11 @@ fn storage_sqlstate(error: &StorageError) -> &'static str {
         StorageError::WriterGone(_) => "57P01",
         StorageError::Rows { .. } => "22P02",
         StorageError::Backlog { .. } => "53000",
-        StorageError::DataDir { .. } | StorageError::Delta { .. } | StorageError::Log { .. } => {
-            "58030"
-        }
+        StorageError::DataDir { .. }
+        | StorageError::Delta { .. }
+        | StorageError::Log { .. }
+        | StorageError::Sync { .. }
+        | StorageError::LogNotDurable { .. } => "58030",
     }
 }
 

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod copy_in;
 pub mod limits;
 pub mod privileges;
+pub mod replace_hook;
 pub mod roles;
 pub mod session;
 pub mod tls;

@@ -39,8 +39,10 @@ use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::limits::StatementLimits;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
+use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
 use crate::sqlstate::{self, sqlstate_of, SqlState};
+use crate::storage::create_or_replace;
 
 /// The largest statement text accepted. Postgres allows up to 1 GiB; a statement of
 /// megabytes is a mistake (or an attack) that would otherwise tie up parser and planner.
@@ -88,6 +90,7 @@ impl Session {
                 roles: roles.clone(),
                 files: files.clone(),
             }),
+            Arc::new(ReplaceDurableTable),
             Arc::new(CursorStatementHook),
             Arc::new(ShowServerVersion),
             Arc::new(Savepoints),
@@ -418,6 +421,11 @@ impl SimpleQueries {
                 LogicalPlan::Copy(_) => Some("COPY".to_string()),
                 _ => None,
             };
+            if let Some(replaced) = create_or_replace(context, &plan).await {
+                replaced.map_err(failed)?;
+                responses.push(Response::Execution(Tag::new("CREATE TABLE")));
+                continue;
+            }
             let frame = context.execute_logical_plan(plan).await.map_err(failed)?;
             responses.push(match tag {
                 Some(tag) => {

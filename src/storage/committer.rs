@@ -11,9 +11,13 @@
 //! directly, grouped when several arrive while a commit is in flight, and acknowledged
 //! once the commit is in the Delta log. Every `commits_between_compactions` commits the
 //! small files are compacted (Delta's `OPTIMIZE`).
+//!
+//! With [`WriterPolicy::synchronous_commit`] on, "in the log" and "in Delta" mean forced to
+//! disk (`durability`): a logged append waits for a sync that covers it, shared with every
+//! append that arrived meanwhile (group commit).
 
 use std::num::NonZeroU64;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,14 +26,16 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use deltalake_core::kernel::transaction::CommitProperties;
-use deltalake_core::kernel::Transaction;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Transaction};
 use deltalake_core::operations::optimize::OptimizeType;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::DeltaTable;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use super::durability::{sync_commit, sync_commit_and_data, sync_paths, SyncError};
 use super::wal::{LoggedAppend, WriteAheadLog, WAL_APP_ID, WAL_DIR};
 use super::StorageError;
 
@@ -44,6 +50,10 @@ pub struct WriterPolicy {
     pub commits_between_compactions: usize,
     /// Files are packed up to this size; larger files are left alone.
     pub target_file_bytes: u64,
+    /// Force every write to disk before acknowledging it (PostgreSQL's
+    /// `synchronous_commit = on`): what is acknowledged survives a power cut, not only a
+    /// crash of rankql. Off, a power cut can lose the last moments of acknowledged writes.
+    pub synchronous_commit: bool,
 }
 
 impl Default for WriterPolicy {
@@ -52,6 +62,7 @@ impl Default for WriterPolicy {
             commit_interval: Duration::from_millis(100),
             commits_between_compactions: 64,
             target_file_bytes: 32 << 20,
+            synchronous_commit: true,
         }
     }
 }
@@ -90,6 +101,11 @@ struct Shared {
     state: Mutex<State>,
     /// Woken when logged rows wait for a commit.
     flush_wanted: Notify,
+    /// Whether appends wait for the log to be forced to disk.
+    synchronous: bool,
+    /// Held by the one task syncing the log; the others wait their turn and usually find
+    /// their append covered by the sync they waited behind.
+    sync_turn: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -103,6 +119,10 @@ struct State {
     last_error: Option<String>,
     /// Set when the table is dropped: no more appends.
     stopped: bool,
+    /// Every append through this sequence number is forced to disk.
+    synced_through: u64,
+    /// Why a sync of the log failed, if one did: appends are refused from then on.
+    sync_failed: Option<String>,
 }
 
 enum Request {
@@ -136,12 +156,13 @@ impl Committer {
             .await
             .map_err(failed)?
             .unwrap_or(0);
-        let recovered = WriteAheadLog::open(&dir.join(WAL_DIR), committed).map_err(|source| {
-            StorageError::Log {
-                table: name.to_string(),
-                source,
-            }
-        })?;
+        let recovered =
+            WriteAheadLog::open(&dir.join(WAL_DIR), committed, policy.synchronous_commit).map_err(
+                |source| StorageError::Log {
+                    table: name.to_string(),
+                    source,
+                },
+            )?;
         let pending_rows = rows_of(&recovered.uncommitted);
         let shared = Arc::new(Shared {
             table: name.to_string(),
@@ -154,8 +175,12 @@ impl Committer {
                 next_seq: recovered.next_seq,
                 last_error: None,
                 stopped: false,
+                synced_through: 0,
+                sync_failed: None,
             }),
             flush_wanted: Notify::new(),
+            synchronous: policy.synchronous_commit,
+            sync_turn: tokio::sync::Mutex::new(()),
         });
         if pending_rows > 0 {
             tracing::info!(table = %name, rows = pending_rows, "rows from the write-ahead log are being committed");
@@ -168,6 +193,7 @@ impl Committer {
             policy,
             session: Arc::new(deltalake_core::delta_datafusion::create_session().state()),
             commits_since_compaction: 0,
+            dir: dir.to_path_buf(),
         };
         runtime.spawn(writer.run(queue));
         Ok(Self { shared, requests })
@@ -210,10 +236,16 @@ impl Committer {
                 table: self.shared.table.clone(),
                 source,
             })?;
-        {
+        let seq = {
             let mut state = self.shared.lock();
             if state.stopped {
                 return Err(StorageError::WriterGone(self.shared.table.clone()));
+            }
+            if let Some(reason) = &state.sync_failed {
+                return Err(StorageError::LogNotDurable {
+                    table: self.shared.table.clone(),
+                    reason: reason.clone(),
+                });
             }
             if let Some(last_error) = &state.last_error {
                 if state.pending_rows + rows > MAX_PENDING_ROWS {
@@ -235,8 +267,12 @@ impl Committer {
             state.next_seq += 1;
             state.pending_rows += rows;
             state.pending.push(LoggedAppend { seq, batches });
-        }
+            seq
+        };
         self.shared.flush_wanted.notify_one();
+        if self.shared.synchronous {
+            self.shared.make_durable(seq).await?;
+        }
         Ok(())
     }
 
@@ -279,6 +315,46 @@ impl Shared {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+
+    /// Returns once append `seq` is forced to disk. One task syncs at a time, covering
+    /// every append written before it started; the tasks queued behind it find theirs
+    /// covered and return without a sync of their own.
+    async fn make_durable(&self, seq: u64) -> Result<(), StorageError> {
+        let _turn = self.sync_turn.lock().await;
+        let unsynced = {
+            let mut state = self.lock();
+            if let Some(reason) = &state.sync_failed {
+                return Err(StorageError::LogNotDurable {
+                    table: self.table.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            if state.synced_through >= seq {
+                return Ok(());
+            }
+            state.log.take_unsynced()
+        };
+        let through = unsynced.through;
+        let synced = tokio::task::spawn_blocking(move || unsynced.sync())
+            .await
+            .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked.to_string())));
+        let mut state = self.lock();
+        match synced {
+            Ok(()) => {
+                state.synced_through = state.synced_through.max(through);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(table = %self.table, "syncing the write-ahead log failed: {error}");
+                let reason = error.to_string();
+                state.sync_failed = Some(reason.clone());
+                Err(StorageError::LogNotDurable {
+                    table: self.table.clone(),
+                    reason,
+                })
+            }
+        }
+    }
 }
 
 /// The writer task's state: the table as of its last commit.
@@ -288,6 +364,8 @@ struct Writer {
     policy: WriterPolicy,
     session: Arc<dyn Session>,
     commits_since_compaction: usize,
+    /// The table's directory, whose files synchronous commit forces to disk.
+    dir: PathBuf,
 }
 
 impl Writer {
@@ -517,23 +595,62 @@ impl Writer {
         let table_name = self.shared.table.clone();
         let failed = |e| StorageError::delta(&table_name, e);
         let mut writer = RecordBatchWriter::for_table(&self.table).map_err(failed)?;
-        if let Some(seq) = log_through {
-            let position = Transaction::new(WAL_APP_ID, i64::try_from(seq).unwrap_or(i64::MAX));
-            writer = writer.with_commit_properties(
-                CommitProperties::default().with_application_transaction(position),
-            );
-        }
         // Scans see strings as Utf8View; the writer takes the table's stored types.
         let stored = writer.arrow_schema();
         for batch in batches {
             let batch = cast_batch(&batch, &stored).map_err(|e| failed(e.into()))?;
             writer.write(batch).await.map_err(failed)?;
         }
-        let mut table = self.table.clone();
-        writer.flush_and_commit(&mut table).await.map_err(failed)?;
-        self.table = table;
+        let properties = match log_through {
+            Some(seq) => CommitProperties::default().with_application_transaction(
+                Transaction::new(WAL_APP_ID, i64::try_from(seq).unwrap_or(i64::MAX)),
+            ),
+            None => CommitProperties::default(),
+        };
+        let adds = writer.flush().await.map_err(failed)?;
+        if self.shared.synchronous {
+            let files: Vec<PathBuf> = adds.iter().map(|add| self.dir.join(&add.path)).collect();
+            self.sync(move || sync_paths(files.iter().map(PathBuf::as_path)))
+                .await?;
+        }
+        let committed = CommitBuilder::from(properties)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(
+                Some(self.table.snapshot().map_err(failed)?),
+                self.table.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(failed)?;
+        let version = committed.version();
+        self.table.state = Some(committed.snapshot());
         self.commits_since_compaction += 1;
+        if self.shared.synchronous {
+            let dir = self.dir.clone();
+            self.sync(move || sync_commit(&dir, version)).await?;
+        }
         Ok(())
+    }
+
+    /// Runs a blocking sync off the async workers.
+    async fn sync(
+        &self,
+        work: impl FnOnce() -> Result<(), SyncError> + Send + 'static,
+    ) -> Result<(), StorageError> {
+        let table = self.shared.table.clone();
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|panicked| {
+                Err(SyncError {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(panicked.to_string()),
+                })
+            })
+            .map_err(|source| StorageError::Sync { table, source })
     }
 
     /// Packs small files into larger ones. Failure is logged and leaves the table as it
@@ -557,6 +674,14 @@ impl Writer {
                     files_added = metrics.num_files_added,
                     "compacted"
                 );
+                if self.shared.synchronous && metrics.num_files_added > 0 {
+                    let dir = self.dir.clone();
+                    let version = table.version().unwrap_or_default();
+                    if let Err(error) = self.sync(move || sync_commit_and_data(&dir, version)).await
+                    {
+                        tracing::warn!(table = %self.shared.table, "{error}");
+                    }
+                }
                 self.table = table;
                 if let Some(delta) = self.current_snapshot().await {
                     self.shared.lock().delta = delta;

@@ -66,6 +66,29 @@ pub enum StorageError {
         /// Why the last commit failed.
         last_error: String,
     },
+    /// A commit could not be forced to disk (synchronous commit): it may be lost in a power
+    /// cut, so it is not acknowledged.
+    #[error("table {table}: {source}")]
+    Sync {
+        /// The table.
+        table: String,
+        /// The file and the operating system's reason.
+        source: super::SyncError,
+    },
+    /// An earlier sync of the write-ahead log failed; after a failed fsync the operating
+    /// system may have dropped the unwritten pages, so nothing logged since can be
+    /// promised durable. Appends are refused until the server restarts and replays the
+    /// log (PostgreSQL stops the server in this case).
+    #[error(
+        "table {table}: the write-ahead log could not be forced to disk ({reason}); appends \
+         are refused until the server is restarted"
+    )]
+    LogNotDurable {
+        /// The table.
+        table: String,
+        /// Why the sync failed.
+        reason: String,
+    },
     /// An append that is not a plain append.
     #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
     NotAppend(String),

@@ -12,15 +12,21 @@
 //!   visible to the next query at once; the writer moves them into Delta a few times a
 //!   second, many appends per commit. Large appends (`COPY`, `INSERT … SELECT`) are
 //!   committed to Delta directly. The writer also compacts small files.
+//! - `durability` forces writes to disk when synchronous commit is on; `replace` makes
+//!   `CREATE OR REPLACE TABLE` swap a durable table in one step.
 
 mod committer;
+mod durability;
 mod error;
+mod replace;
 mod schema;
 mod table;
 mod wal;
 
 pub use committer::WriterPolicy;
+pub use durability::SyncError;
 pub use error::StorageError;
+pub use replace::create_or_replace;
 pub use schema::{DurableSchema, LOCK_FILE, TABLES_DIR};
 pub use table::DurableTable;
 pub use wal::WalError;

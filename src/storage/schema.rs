@@ -3,6 +3,14 @@
 //! this schema writes it out as a Delta table in one atomic commit and registers the
 //! durable table instead. `DROP TABLE` deletes the table's directory. Other tables
 //! (views, external files, the demo) stay in memory, as before.
+//!
+//! Every change of `tables/` is one rename, so a crash at any moment leaves each table
+//! whole, before or after: `DROP` renames the table into `.trash/` before deleting it;
+//! `CREATE` writes into a directory whose first Delta commit is what makes it a table (a
+//! directory without one is an unfinished `CREATE`, cleared at start);
+//! `CREATE OR REPLACE` ([`DurableSchema::replace`]) writes the new table beside the old
+//! one under a staging name and renames it into place, and a start that finds a complete
+//! staged table with no table in place finishes that rename.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,6 +26,7 @@ use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder};
 
 use super::committer::{cast_batch, Committer, WriterPolicy};
+use super::durability::{has_commit, sync_commit_and_data, sync_path};
 use super::{DurableTable, StorageError};
 
 /// Where durable tables live inside the data directory.
@@ -25,6 +34,9 @@ pub const TABLES_DIR: &str = "tables";
 /// Where dropped tables are moved before they are deleted, so a crash mid-delete never
 /// leaves half a table under `tables/`.
 const TRASH_DIR: &str = ".trash";
+/// Prefix of the directory `CREATE OR REPLACE` writes the new table into (under
+/// `tables/`; not a storable table name, so never loaded as a table).
+const STAGING_PREFIX: &str = ".replacing-";
 /// Delta properties of the tables rankql creates. A stream of small commits must not
 /// make each commit slower than the last: every commit re-reads the log written since
 /// the last checkpoint and lists the log directory, so checkpoint every 10 commits and
@@ -127,16 +139,31 @@ impl DurableSchema {
             .filter(|path| path.is_dir())
             .collect();
         directories.sort();
+        for staged in directories
+            .iter()
+            .filter(|path| staged_table(path).is_some())
+        {
+            self.finish_replace(staged)?;
+        }
         for path in directories {
             let Some(name) = path
                 .file_name()
                 .and_then(|n| n.to_str())
+                .filter(|name| is_storable_name(name))
                 .map(str::to_string)
             else {
                 continue;
             };
-            if !path.join("_delta_log").is_dir() {
-                tracing::warn!(path = %path.display(), "not a Delta table (no _delta_log): skipped");
+            if !path.exists() {
+                continue;
+            }
+            if !has_commit(&path) {
+                tracing::warn!(
+                    path = %path.display(),
+                    "no Delta commit: a CREATE TABLE cut short by a crash (never acknowledged); removed"
+                );
+                let trashed = self.move_to_trash(&path)?;
+                self.delete_trash(&trashed);
                 continue;
             }
             let table = self.run(open_table(path.clone(), name.clone())).await?;
@@ -144,6 +171,27 @@ impl DurableSchema {
             tracing::info!(table = %name, "durable table loaded");
             self.write_tables().insert(name, Arc::new(durable));
         }
+        Ok(())
+    }
+
+    /// At start, for a staged `CREATE OR REPLACE` table at `staged`: if it is complete and
+    /// the old table is already gone (the crash came between the two renames), it becomes
+    /// the table; otherwise the replace never happened and it is removed.
+    fn finish_replace(&self, staged: &Path) -> Result<(), StorageError> {
+        let Some(name) = staged_table(staged) else {
+            return Ok(());
+        };
+        let target = self.tables_dir.join(name);
+        if has_commit(staged) && !target.exists() {
+            tracing::info!(table = %name, "finishing a CREATE OR REPLACE cut short by a crash");
+            std::fs::rename(staged, &target).map_err(|source| StorageError::DataDir {
+                dir: target.clone(),
+                source,
+            })?;
+            return self.sync_dir(&self.tables_dir);
+        }
+        let trashed = self.move_to_trash(staged)?;
+        self.delete_trash(&trashed);
         Ok(())
     }
 
@@ -157,6 +205,68 @@ impl DurableSchema {
             // A directory without a table entry is what a crash during CREATE leaves.
             self.move_to_trash(&path)?;
         }
+        let table = self.write_new_table(name, &path, memory)?;
+        self.sync_dir(&self.tables_dir)?;
+        self.start_table(name, table)
+    }
+
+    /// `CREATE OR REPLACE TABLE name …` for a durable table: the new rows are written to a
+    /// staging directory, the old table is stopped and renamed into the trash, the staged
+    /// one renamed into its place. Readers and a crash see the old table or the new one,
+    /// never neither; a failure before the swap leaves the old table as it was.
+    pub fn replace(&self, name: &str, memory: &MemTable) -> Result<(), StorageError> {
+        if !is_storable_name(name) {
+            return Err(StorageError::BadTableName(name.to_string()));
+        }
+        let staged = self.tables_dir.join(format!("{STAGING_PREFIX}{name}"));
+        if staged.exists() {
+            self.move_to_trash(&staged)?;
+        }
+        self.write_new_table(name, &staged, memory)?;
+        let old = self.read_tables().get(name).cloned();
+        if let Some(old) = old {
+            self.block_on(name, async move {
+                if let Some(durable) = old.downcast_ref::<DurableTable>() {
+                    durable.stop_writer().await;
+                }
+            })?;
+        }
+        let target = self.tables_dir.join(name);
+        let trashed = match target.exists() {
+            true => Some(self.move_to_trash(&target)?),
+            false => None,
+        };
+        std::fs::rename(&staged, &target).map_err(|source| StorageError::DataDir {
+            dir: target.clone(),
+            source,
+        })?;
+        self.sync_dir(&self.tables_dir)?;
+        // The table written under the staging name is opened again where it now lives.
+        let table = self.block_on(name, open_table(target, name.to_string()))??;
+        let replacement = self.start_table(name, table)?;
+        self.write_tables()
+            .insert(name.to_string(), Arc::new(replacement));
+        if let Some(trashed) = trashed {
+            self.delete_trash(&trashed);
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is a durable table of this schema (not a view, file or demo table).
+    pub fn is_durable(&self, name: &str) -> bool {
+        self.read_tables()
+            .get(name)
+            .is_some_and(|table| table.downcast_ref::<DurableTable>().is_some())
+    }
+
+    /// Writes `memory`'s rows as a new Delta table at `path`, in one commit.
+    fn write_new_table(
+        &self,
+        name: &str,
+        path: &Path,
+        memory: &MemTable,
+    ) -> Result<DeltaTable, StorageError> {
+        let path = path.to_path_buf();
         // Delta stores timestamps in microseconds: convert up front (DataFusion's
         // TIMESTAMP is nanoseconds), so the table's schema says what it holds.
         let schema = delta_schema(&memory.schema());
@@ -177,7 +287,8 @@ impl DurableSchema {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         let name_owned = name.to_string();
-        let table = self.block_on(name, async move {
+        let synchronous = self.policy.synchronous_commit;
+        self.block_on(name, async move {
             std::fs::create_dir_all(&path).map_err(|source| StorageError::DataDir {
                 dir: path.clone(),
                 source,
@@ -185,14 +296,33 @@ impl DurableSchema {
             let table = DeltaTableBuilder::from_url(table_url(&path, &name_owned)?)
                 .and_then(|builder| builder.build())
                 .map_err(|e| StorageError::delta(&name_owned, e))?;
-            table
+            let table = table
                 .write(batches)
                 .with_save_mode(SaveMode::ErrorIfExists)
                 .with_table_name(name_owned.clone())
                 .with_configuration(TABLE_PROPERTIES.map(|(key, value)| (key, Some(value))))
                 .await
-                .map_err(|e| StorageError::delta(&name_owned, e))
-        })??;
+                .map_err(|e| StorageError::delta(&name_owned, e))?;
+            if synchronous {
+                let version = table.version().unwrap_or_default();
+                let dir = path.clone();
+                tokio::task::spawn_blocking(move || sync_commit_and_data(&dir, version))
+                    .await
+                    .map_err(|e| StorageError::DataDir {
+                        dir: path.clone(),
+                        source: std::io::Error::other(e),
+                    })?
+                    .map_err(|source| StorageError::Sync {
+                        table: name_owned.clone(),
+                        source,
+                    })?;
+            }
+            Ok(table)
+        })?
+    }
+
+    /// Starts the writer of the table `name` just written at `tables/name`.
+    fn start_table(&self, name: &str, table: DeltaTable) -> Result<DurableTable, StorageError> {
         let handle = self.handle().clone();
         let policy = self.policy;
         let name_owned = name.to_string();
@@ -200,6 +330,24 @@ impl DurableSchema {
         self.block_on(name, async move {
             durable_table(&name_owned, &dir, table, policy, &handle).await
         })?
+    }
+
+    /// Forces a directory's entries to disk when commits are synchronous.
+    fn sync_dir(&self, dir: &Path) -> Result<(), StorageError> {
+        if !self.policy.synchronous_commit {
+            return Ok(());
+        }
+        sync_path(dir).map_err(|source| StorageError::DataDir {
+            dir: dir.to_path_buf(),
+            source: source.source,
+        })
+    }
+
+    /// Deletes a trashed table; a failure is logged (the trash is emptied at next start).
+    fn delete_trash(&self, trashed: &Path) {
+        if let Err(error) = std::fs::remove_dir_all(trashed) {
+            tracing::warn!(path = %trashed.display(), "deleting a dropped table: {error}");
+        }
     }
 
     fn drop_durable(&self, table: Arc<dyn TableProvider>) -> Result<(), StorageError> {
@@ -214,10 +362,9 @@ impl DurableSchema {
             }
         })?;
         let trashed = self.move_to_trash(&path)?;
-        std::fs::remove_dir_all(&trashed).map_err(|source| StorageError::DataDir {
-            dir: trashed,
-            source,
-        })
+        self.sync_dir(&self.tables_dir)?;
+        self.delete_trash(&trashed);
+        Ok(())
     }
 
     fn move_to_trash(&self, path: &Path) -> Result<PathBuf, StorageError> {
@@ -407,6 +554,14 @@ async fn open_table(path: PathBuf, name: String) -> Result<DeltaTable, StorageEr
     deltalake_core::open_table(table_url(&path, &name)?)
         .await
         .map_err(|e| StorageError::delta(&name, e))
+}
+
+/// The table a staging directory of `CREATE OR REPLACE` is for, `None` for other paths.
+fn staged_table(path: &Path) -> Option<&str> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(STAGING_PREFIX)
+        .filter(|name| is_storable_name(name))
 }
 
 fn table_url(path: &Path, name: &str) -> Result<url::Url, StorageError> {

@@ -14,10 +14,16 @@
 //! by a crash (the writer died inside `write`, before anyone was acknowledged) fails its
 //! checksum and ends the replay of its segment. The writer seals the active segment
 //! before each Delta commit and deletes sealed segments once a commit covers them.
+//!
+//! With synchronous commit on, an append is acknowledged only once an `fdatasync` covers
+//! it. The log does not sync per append: [`WriteAheadLog::take_unsynced`] hands the
+//! caller every file written since the last sync, and one sync covers all the appends
+//! that arrived meanwhile (group commit, as PostgreSQL's WAL writer does).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -81,22 +87,51 @@ pub(crate) struct WriteAheadLog {
     active: Segment,
     /// Segments no longer appended to, each with the highest sequence number it holds.
     sealed: Vec<(PathBuf, u64)>,
+    /// Sealed segments written since the last [`WriteAheadLog::take_unsynced`].
+    sealed_unsynced: Vec<Arc<File>>,
     next_segment: u64,
+    /// The sequence number of the last append.
+    last_seq: u64,
+    /// Whether new segments' directory entries are forced to disk (synchronous commit).
+    synchronous: bool,
 }
 
 /// The segment appends go to.
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     bytes: u64,
+    /// Bytes already handed out by [`WriteAheadLog::take_unsynced`].
+    handed_for_sync: u64,
     last_seq: u64,
+}
+
+/// Appends written but not yet forced to disk: sync `files`, and every append through
+/// `through` is durable.
+pub(crate) struct Unsynced {
+    /// The last sequence number the files hold.
+    pub through: u64,
+    /// The segments to `fdatasync`.
+    pub files: Vec<Arc<File>>,
+}
+
+impl Unsynced {
+    /// Forces the files to disk (blocking).
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.files.iter().try_for_each(|file| file.sync_data())
+    }
 }
 
 impl WriteAheadLog {
     /// Opens the log in `dir` (creating it), reads every segment, and keeps the appends
     /// after `committed_through`, the position the table's last log-covering commit holds.
-    pub(crate) fn open(dir: &Path, committed_through: u64) -> Result<Recovered, WalError> {
+    /// `synchronous`: new segments are forced into the directory at once.
+    pub(crate) fn open(
+        dir: &Path,
+        committed_through: u64,
+        synchronous: bool,
+    ) -> Result<Recovered, WalError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| WalError::Io { path, source }
@@ -119,12 +154,15 @@ impl WriteAheadLog {
             sealed.push((path.clone(), last));
         }
         let next_segment = segments.last().map_or(1, |(n, _)| n + 1);
-        let active = Segment::create(dir, next_segment)?;
+        let active = Segment::create(dir, next_segment, synchronous)?;
         let mut log = Self {
             dir: dir.to_path_buf(),
             active,
             sealed,
+            sealed_unsynced: Vec::new(),
             next_segment: next_segment + 1,
+            last_seq: last_seen,
+            synchronous,
         };
         log.release_through(committed_through);
         Ok(Recovered {
@@ -135,14 +173,15 @@ impl WriteAheadLog {
     }
 
     /// Appends one record. When this returns `Ok`, a process crash cannot lose it (it is
-    /// in the operating system's cache; there is no fsync). On failure the segment is cut
+    /// in the operating system's cache); a power cut can until a sync of
+    /// [`WriteAheadLog::take_unsynced`]'s files returns. On failure the segment is cut
     /// back to its last whole record, so a half-written record never precedes good ones.
     pub(crate) fn append(&mut self, seq: u64, batches: &[RecordBatch]) -> Result<(), WalError> {
         let record = encode_record(seq, batches).map_err(|source| WalError::Encoding {
             path: self.active.path.clone(),
             source,
         })?;
-        if let Err(source) = self.active.file.write_all(&record) {
+        if let Err(source) = (&*self.active.file).write_all(&record) {
             if let Err(cut) = self.active.file.set_len(self.active.bytes) {
                 tracing::error!(path = %self.active.path.display(), "cutting a failed append back: {cut}");
             }
@@ -153,7 +192,21 @@ impl WriteAheadLog {
         }
         self.active.bytes += record.len() as u64;
         self.active.last_seq = seq;
+        self.last_seq = seq;
         Ok(())
+    }
+
+    /// The files written since the last call, and the last sequence number they hold.
+    pub(crate) fn take_unsynced(&mut self) -> Unsynced {
+        let mut files = std::mem::take(&mut self.sealed_unsynced);
+        if self.active.bytes > self.active.handed_for_sync {
+            files.push(self.active.file.clone());
+            self.active.handed_for_sync = self.active.bytes;
+        }
+        Unsynced {
+            through: self.last_seq,
+            files,
+        }
     }
 
     /// Starts a new segment for the appends that follow, so the current one can be deleted
@@ -162,9 +215,12 @@ impl WriteAheadLog {
         if self.active.bytes == 0 {
             return Ok(());
         }
-        let next = Segment::create(&self.dir, self.next_segment)?;
+        let next = Segment::create(&self.dir, self.next_segment, self.synchronous)?;
         self.next_segment += 1;
         let done = std::mem::replace(&mut self.active, next);
+        if done.bytes > done.handed_for_sync {
+            self.sealed_unsynced.push(done.file.clone());
+        }
         self.sealed.push((done.path, done.last_seq));
         Ok(())
     }
@@ -188,7 +244,9 @@ impl WriteAheadLog {
 }
 
 impl Segment {
-    fn create(dir: &Path, number: u64) -> Result<Self, WalError> {
+    /// Creates segment `number` in `dir`; `synchronous`: its directory entry is forced
+    /// to disk, so a later sync of the file alone makes its records durable.
+    fn create(dir: &Path, number: u64, synchronous: bool) -> Result<Self, WalError> {
         let path = dir.join(format!("{number:016}.{SEGMENT_EXTENSION}"));
         let file = OpenOptions::new()
             .create(true)
@@ -199,10 +257,19 @@ impl Segment {
                 path: path.clone(),
                 source,
             })?;
+        if synchronous {
+            File::open(dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|source| WalError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         Ok(Self {
             path,
-            file,
+            file: Arc::new(file),
             bytes: 0,
+            handed_for_sync: 0,
             last_seq: 0,
         })
     }
@@ -332,14 +399,14 @@ mod tests {
     #[test]
     fn appends_are_replayed_after_reopening_from_the_committed_position() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = WriteAheadLog::open(dir.path(), 0).unwrap().log;
+        let mut log = WriteAheadLog::open(dir.path(), 0, false).unwrap().log;
         log.append(1, &rows(&[10, 11])).unwrap();
         log.seal().unwrap();
         log.append(2, &rows(&[20])).unwrap();
         log.append(3, &rows(&[30])).unwrap();
         drop(log);
 
-        let recovered = WriteAheadLog::open(dir.path(), 1).unwrap();
+        let recovered = WriteAheadLog::open(dir.path(), 1, false).unwrap();
         assert_eq!(ids(&recovered.uncommitted), vec![(2, 20), (3, 30)]);
         assert_eq!(recovered.next_seq, 4);
         // The first segment held only committed appends: deleted at open.
@@ -353,13 +420,13 @@ mod tests {
     #[test]
     fn released_segments_are_deleted_and_the_sequence_continues_past_delta() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = WriteAheadLog::open(dir.path(), 0).unwrap().log;
+        let mut log = WriteAheadLog::open(dir.path(), 0, false).unwrap().log;
         log.append(1, &rows(&[1])).unwrap();
         log.seal().unwrap();
         log.release_through(1);
         drop(log);
         // The log is empty, but Delta says appends up to 7 are committed.
-        let recovered = WriteAheadLog::open(dir.path(), 7).unwrap();
+        let recovered = WriteAheadLog::open(dir.path(), 7, false).unwrap();
         assert!(recovered.uncommitted.is_empty());
         assert_eq!(recovered.next_seq, 8);
     }
@@ -367,7 +434,7 @@ mod tests {
     #[test]
     fn a_torn_record_ends_the_replay_and_earlier_records_survive() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = WriteAheadLog::open(dir.path(), 0).unwrap().log;
+        let mut log = WriteAheadLog::open(dir.path(), 0, false).unwrap().log;
         log.append(1, &rows(&[1])).unwrap();
         log.append(2, &rows(&[2, 3])).unwrap();
         let path = log.active.path.clone();
@@ -377,14 +444,14 @@ mod tests {
         file.set_len(length - 5).unwrap();
         drop(file);
 
-        let recovered = WriteAheadLog::open(dir.path(), 0).unwrap();
+        let recovered = WriteAheadLog::open(dir.path(), 0, false).unwrap();
         assert_eq!(ids(&recovered.uncommitted), vec![(1, 1)]);
     }
 
     #[test]
     fn a_corrupt_record_is_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = WriteAheadLog::open(dir.path(), 0).unwrap().log;
+        let mut log = WriteAheadLog::open(dir.path(), 0, false).unwrap().log;
         log.append(1, &rows(&[1])).unwrap();
         let path = log.active.path.clone();
         drop(log);
@@ -392,9 +459,30 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        assert!(WriteAheadLog::open(dir.path(), 0)
+        assert!(WriteAheadLog::open(dir.path(), 0, false)
             .unwrap()
             .uncommitted
             .is_empty());
+    }
+
+    #[test]
+    fn unsynced_files_cover_every_append_since_the_last_hand_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = WriteAheadLog::open(dir.path(), 0, true).unwrap().log;
+        assert!(log.take_unsynced().files.is_empty());
+        log.append(1, &rows(&[1])).unwrap();
+        log.seal().unwrap();
+        log.append(2, &rows(&[2])).unwrap();
+        let unsynced = log.take_unsynced();
+        assert_eq!(unsynced.through, 2);
+        assert_eq!(
+            unsynced.files.len(),
+            2,
+            "the sealed segment and the active one"
+        );
+        unsynced.sync().unwrap();
+        let again = log.take_unsynced();
+        assert!(again.files.is_empty());
+        assert_eq!(again.through, 2);
     }
 }
