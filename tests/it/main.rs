@@ -9,6 +9,8 @@
 //! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
 //! - `storage`: durable tables: restart, DROP, concurrent INSERTs, COPY FROM STDIN,
 //!   and the crash test (SIGKILL mid-stream).
+//! - `crash`: kill -9 at random moments during every write path at once (INSERT with
+//!   compaction, COPY, INSERT … SELECT, CREATE TABLE AS, DROP, CREATE OR REPLACE).
 //! - `fuzz`: protocol garbage before and after authentication; random SQL over
 //!   rankql's functions (a SQLSTATE for every failure, the connection stays usable).
 //! - `load`: 64 clients mixing embed, top-k, INSERT and COPY; no lost row.
@@ -20,6 +22,7 @@
 mod bi_traces;
 mod cli;
 mod common;
+mod crash;
 mod embed;
 mod fuzz;
 mod load;

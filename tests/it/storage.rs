@@ -292,17 +292,18 @@ async fn copy_from_stdin_through_psql() {
 }
 
 /// `rankql serve` as a child process on a free port, with its data dir.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    port: u16,
+    /// The port it listens on.
+    pub port: u16,
 }
 
 impl ServerProcess {
-    fn start(data_dir: &Path) -> Self {
+    pub fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, &[])
     }
 
-    fn start_with(data_dir: &Path, options: &[&str]) -> Self {
+    pub fn start_with(data_dir: &Path, options: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rankql"))
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(data_dir)
@@ -337,7 +338,7 @@ impl ServerProcess {
         Self { child, port }
     }
 
-    fn kill_9(mut self) {
+    pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
@@ -416,7 +417,7 @@ async fn every_acknowledged_row_survives_kill_9() {
 
 /// Rows of a Delta table, read by a separate in-memory engine (a Delta reader that is
 /// not the server).
-async fn delta_rows(location: &Path) -> i64 {
+pub(crate) async fn delta_rows(location: &Path) -> i64 {
     let reader = Engine::new(options(false)).await.unwrap();
     query(
         &reader,
