@@ -15,6 +15,7 @@ pub mod auth;
 pub mod compat_hooks;
 pub mod copy;
 pub mod copy_in;
+pub mod fast_insert;
 pub mod limits;
 pub mod privileges;
 pub mod replace_hook;

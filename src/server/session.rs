@@ -37,6 +37,7 @@ use super::auth::Authenticated;
 use super::compat_hooks::{ResetSettings, Savepoints, ShowServerVersion};
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
+use super::fast_insert::{FastInsert, PlainInsert};
 use super::limits::StatementLimits;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
@@ -91,6 +92,7 @@ impl Session {
                 files: files.clone(),
             }),
             Arc::new(ReplaceDurableTable),
+            Arc::new(FastInsert),
             Arc::new(CursorStatementHook),
             Arc::new(ShowServerVersion),
             Arc::new(Savepoints),
@@ -171,6 +173,22 @@ struct PrivilegeHook {
 }
 
 impl PrivilegeHook {
+    /// Refuses unless `role` may INSERT into the public table `table`.
+    fn need_insert(&self, role: &SessionRole, table: String) -> PgWireResult<()> {
+        if role.superuser
+            || self
+                .roles
+                .has_privilege(&role.name, &table, Privilege::Insert)
+        {
+            return Ok(());
+        }
+        Err(denied(PrivilegeError::Table {
+            table,
+            privilege: Privilege::Insert,
+            role: role.name.clone(),
+        }))
+    }
+
     /// `from_text`: plan the statement's text with DataFusion's parser, as
     /// datafusion-postgres' simple-query path runs it; otherwise plan the parsed
     /// statement, as its extended-query parser does. The check sees the plan that runs.
@@ -188,6 +206,12 @@ impl PrivilegeHook {
         );
         if role.superuser && !(creates_or_drops && self.roles.has_users()) {
             return Ok(());
+        }
+        if let Some(insert) = PlainInsert::parse(statement) {
+            // Literal rows read no table: INSERT on the target is all it needs.
+            if let Some(name) = public_name(&insert.table) {
+                return self.need_insert(&role, name);
+            }
         }
         let queries: Vec<Statement> = match statement {
             Statement::Set(_) => {
@@ -239,17 +263,7 @@ impl PrivilegeHook {
                             insert.table.to_string().as_str(),
                         );
                         if let Some(name) = public_name(&table) {
-                            if !role.superuser
-                                && !self
-                                    .roles
-                                    .has_privilege(&role.name, &name, Privilege::Insert)
-                            {
-                                return Err(denied(PrivilegeError::Table {
-                                    table: name,
-                                    privilege: Privilege::Insert,
-                                    role: role.name.clone(),
-                                }));
-                            }
+                            self.need_insert(&role, name)?;
                         }
                     }
                 }

@@ -49,6 +49,12 @@ impl DurableTable {
         self.committer.stop().await
     }
 
+    /// Appends `batch` (in the table's schema) and returns once it is acknowledged: in
+    /// the write-ahead log (forced to disk under synchronous commit) and visible to scans.
+    pub async fn append(&self, batch: RecordBatch) -> Result<(), StorageError> {
+        self.committer.append(vec![batch]).await
+    }
+
     /// Commits the rows waiting in the write-ahead log to Delta, so that other Delta
     /// readers see every acknowledged row; waits at most `timeout`.
     pub async fn flush(&self, timeout: std::time::Duration) {

@@ -570,3 +570,98 @@ async fn python_deltalake_reads_rankql_tables() {
     );
     assert_eq!(stdout.trim(), "3 [1, 2, 3]");
 }
+
+/// Plain INSERTs of literals (sent with the simple protocol) skip DataFusion's planner;
+/// the same rows sent through the extended protocol take DataFusion's INSERT. Both must
+/// store the same values, and what the fast path cannot take exactly still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literal_inserts_store_what_datafusion_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(durable_options(dir.path())).await;
+    let client = connect(server.port).await;
+    client
+        .simple_query(
+            "CREATE TABLE typed (path TEXT NOT NULL, id BIGINT NOT NULL, n INT, price DOUBLE, \
+             amount DECIMAL(10, 2), name TEXT, ts TIMESTAMP, day DATE, flag BOOLEAN)",
+        )
+        .await
+        .unwrap();
+    let rows = [
+        "(7, 42, 1.5, 2, 'ünï', '2026-11-30 12:00:00', '2026-11-30', true)",
+        "(-8, -1, -0.25, 3.25, NULL, NULL, NULL, false)",
+        "(9, NULL, 1e3, NULL, 'it''s', '2026-01-01T00:00:01.5', NULL, NULL)",
+    ];
+    for row in rows {
+        let fast = format!("INSERT INTO typed VALUES ('fast', {}", &row[1..]);
+        client
+            .simple_query(&fast)
+            .await
+            .unwrap_or_else(|e| panic!("{fast}: {e}"));
+        let planned = format!("INSERT INTO typed VALUES ('planned', {}", &row[1..]);
+        client
+            .execute(&planned, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{planned}: {e}"));
+    }
+    // Reordered columns, several rows in one statement.
+    client
+        .simple_query(
+            "INSERT INTO typed (flag, day, ts, name, amount, price, n, id, path) VALUES \
+             (NULL, NULL, NULL, 'a', NULL, NULL, NULL, 100, 'both'), \
+             (NULL, NULL, NULL, 'b', NULL, NULL, NULL, 101, 'both')",
+        )
+        .await
+        .unwrap();
+    let select = |path: &str| {
+        format!(
+            "SELECT id, n, price, CAST(amount AS TEXT), name, CAST(ts AS TEXT), \
+             CAST(day AS TEXT), flag FROM typed WHERE path = '{path}' ORDER BY id"
+        )
+    };
+    let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<Vec<Option<String>>> {
+        rows.into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    let fast = show(client.simple_query(&select("fast")).await.unwrap());
+    let planned = show(client.simple_query(&select("planned")).await.unwrap());
+    assert_eq!(fast.len(), 3);
+    assert_eq!(
+        fast, planned,
+        "the fast path stored other values than DataFusion"
+    );
+    let both = show(client.simple_query(&select("both")).await.unwrap());
+    assert_eq!(both.len(), 2);
+    // Not literal-only, or not fitting: DataFusion decides (runs it or names the error).
+    client
+        .simple_query("INSERT INTO typed VALUES ('expr', 1 + 1, 2 * 3, NULL, NULL, upper('x'), now(), NULL, NULL)")
+        .await
+        .unwrap();
+    let null_id = client
+        .simple_query(
+            "INSERT INTO typed VALUES ('bad', NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL)",
+        )
+        .await
+        .unwrap_err();
+    assert!(null_id.as_db_error().is_some(), "{null_id:?}");
+    let bad_time = client
+        .simple_query(
+            "INSERT INTO typed VALUES ('bad', 1, 1, NULL, NULL, NULL, 'not a time', NULL, NULL)",
+        )
+        .await
+        .unwrap_err();
+    assert!(bad_time.as_db_error().is_some(), "{bad_time:?}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM typed WHERE path = 'bad'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "refused rows were stored");
+}
