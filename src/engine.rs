@@ -23,7 +23,7 @@ use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
 use crate::server::roles::{RoleCatalog, RoleError, ROLES_FILE};
-use crate::storage::{DurableSchema, StorageError, WriterPolicy, TABLES_DIR};
+use crate::storage::{DurableSchema, StorageError, TableCache, WriterPolicy, TABLES_DIR};
 
 /// Why the engine could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,9 @@ pub struct EngineOptions {
     /// (sorts, joins, aggregates spill to the data directory beyond it); a query that
     /// still needs more fails with 53200 while the others carry on. `None`: no limit.
     pub memory_limit: Option<usize>,
+    /// Bytes of decoded durable-table data files kept in memory, shared by every
+    /// connection (0: every scan decodes the Parquet files again).
+    pub table_cache: usize,
 }
 
 /// The folder of the data directory where queries over the memory limit spill.
@@ -72,6 +75,18 @@ pub const SPILL_DIR: &str = "spill";
 /// The default `--memory-limit`: half of the machine's memory (the rest is for ONNX
 /// Runtime, caches and the operating system), or `None` where it cannot be read.
 pub fn default_memory_limit() -> Option<usize> {
+    machine_memory().map(|bytes| bytes / 2)
+}
+
+/// The default `--table-cache`: a quarter of the machine's memory (1 GiB where it
+/// cannot be read), so the cache and the query pool together leave a quarter for ONNX
+/// Runtime, the embed cache and the operating system.
+pub fn default_table_cache() -> usize {
+    machine_memory().map_or(1 << 30, |bytes| bytes / 4)
+}
+
+/// The machine's memory in bytes, from /proc/meminfo.
+fn machine_memory() -> Option<usize> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib: usize = meminfo
         .lines()
@@ -81,7 +96,7 @@ pub fn default_memory_limit() -> Option<usize> {
         .trim()
         .parse()
         .ok()?;
-    Some(kib * 1024 / 2)
+    Some(kib * 1024)
 }
 
 /// The engine every front end (server, `rankql sql`, `rankql run`) shares.
@@ -101,7 +116,14 @@ impl Engine {
     pub async fn new(options: EngineOptions) -> Result<Self, EngineError> {
         // The data directory first: its lock keeps a second process off its files.
         let storage = match &options.data_dir {
-            Some(dir) => Some(Arc::new(DurableSchema::open(dir, options.writer).await?)),
+            Some(dir) => Some(Arc::new(
+                DurableSchema::open(
+                    dir,
+                    options.writer,
+                    Arc::new(TableCache::new(options.table_cache)),
+                )
+                .await?,
+            )),
             None => None,
         };
         let roles = Arc::new(RoleCatalog::open(options.data_dir.as_deref())?);

@@ -237,6 +237,12 @@ struct EngineArgs {
     /// to the data directory beyond it), e.g. 8GB [default: half of the machine's memory].
     #[arg(long, value_parser = parse_bytes)]
     memory_limit: Option<usize>,
+    /// Memory for decoded durable-table data files, shared by all connections, so
+    /// repeated scans read memory, not Parquet (least recently used files are dropped;
+    /// a table larger than it is scanned from disk), e.g. 4GB; 0 turns it off
+    /// [default: a quarter of the machine's memory].
+    #[arg(long, value_parser = parse_bytes)]
+    table_cache: Option<usize>,
 }
 
 impl EngineArgs {
@@ -267,6 +273,9 @@ impl EngineArgs {
             memory_limit: self
                 .memory_limit
                 .or_else(rankql::engine::default_memory_limit),
+            table_cache: self
+                .table_cache
+                .unwrap_or_else(rankql::engine::default_table_cache),
         }
     }
 }

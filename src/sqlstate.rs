@@ -130,6 +130,7 @@ fn storage_sqlstate(error: &StorageError) -> &'static str {
         | StorageError::Delta { .. }
         | StorageError::Log { .. }
         | StorageError::Sync { .. }
+        | StorageError::Read { .. }
         | StorageError::LogNotDurable { .. } => "58030",
     }
 }

@@ -80,9 +80,47 @@ const MAX_APPENDS_PER_COMMIT: usize = 4096;
 /// What a scan of the table reads.
 pub(crate) struct Snapshot {
     /// The newest published Delta snapshot.
-    pub delta: Arc<dyn TableProvider>,
+    pub delta: Published,
     /// Acknowledged rows that are in the write-ahead log but not yet in `delta`.
     pub pending: Vec<RecordBatch>,
+}
+
+/// A committed version of the table, as scans read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// Delta's own provider for the version.
+    pub provider: Arc<dyn TableProvider>,
+    /// The version's data files (what the table cache reads instead).
+    pub files: Arc<Vec<DataFile>>,
+}
+
+/// One Parquet data file of a published version.
+#[derive(Debug, Clone)]
+pub(crate) struct DataFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size on disk.
+    pub bytes: u64,
+}
+
+impl Published {
+    /// The version `table` holds now; its files live under `dir`.
+    async fn of(table: &DeltaTable, dir: &Path) -> Result<Self, deltalake_core::DeltaTableError> {
+        let provider = table.table_provider().await?;
+        let files = table
+            .snapshot()?
+            .log_data()
+            .into_iter()
+            .map(|file| DataFile {
+                path: dir.join(file.path().as_ref()),
+                bytes: u64::try_from(file.size()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Self {
+            provider,
+            files: Arc::new(files),
+        })
+    }
 }
 
 /// The handle through which a table is read and appended to.
@@ -110,7 +148,7 @@ struct Shared {
 
 #[derive(Debug)]
 struct State {
-    delta: Arc<dyn TableProvider>,
+    delta: Published,
     pending: Vec<LoggedAppend>,
     pending_rows: usize,
     log: WriteAheadLog,
@@ -151,7 +189,7 @@ impl Committer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, StorageError> {
         let failed = |e| StorageError::delta(name, e);
-        let delta = table.table_provider().await.map_err(|e| failed(e.into()))?;
+        let delta = Published::of(&table, dir).await.map_err(failed)?;
         let committed = committed_log_position(&table)
             .await
             .map_err(failed)?
@@ -166,7 +204,7 @@ impl Committer {
         let pending_rows = rows_of(&recovered.uncommitted);
         let shared = Arc::new(Shared {
             table: name.to_string(),
-            schema: delta.schema(),
+            schema: delta.provider.schema(),
             state: Mutex::new(State {
                 delta,
                 pending: recovered.uncommitted,
@@ -217,9 +255,9 @@ impl Committer {
         }
     }
 
-    /// The newest published Delta snapshot alone (planning needs no rows).
+    /// The newest published Delta snapshot's provider alone (planning needs no rows).
     pub(crate) fn delta(&self) -> Arc<dyn TableProvider> {
-        self.shared.lock().delta.clone()
+        self.shared.lock().delta.provider.clone()
     }
 
     /// Appends `batches` and returns once they are durable and visible to new scans.
@@ -501,7 +539,7 @@ impl Writer {
     /// scan sees them either pending or in Delta, never both. The rows are forgotten even
     /// when no snapshot could be built (`None`): they are in Delta, and committing them
     /// again would store them twice.
-    fn settle_log(&self, delta: Option<Arc<dyn TableProvider>>, through: u64) {
+    fn settle_log(&self, delta: Option<Published>, through: u64) {
         let mut state = self.shared.lock();
         if let Some(delta) = delta {
             state.delta = delta;
@@ -570,8 +608,8 @@ impl Writer {
 
     /// The table as of the writer's last commit, for scans; `None` (logged) if it cannot
     /// be built, in which case scans keep reading the previous snapshot.
-    async fn current_snapshot(&self) -> Option<Arc<dyn TableProvider>> {
-        match self.table.table_provider().await {
+    async fn current_snapshot(&self) -> Option<Published> {
+        match Published::of(&self.table, &self.dir).await {
             Ok(delta) => Some(delta),
             Err(error) => {
                 tracing::error!(

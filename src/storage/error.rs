@@ -89,6 +89,14 @@ pub enum StorageError {
         /// Why the sync failed.
         reason: String,
     },
+    /// A data file could not be read into the table cache.
+    #[error("table {table}: {source}")]
+    Read {
+        /// The table.
+        table: String,
+        /// The file and the reason.
+        source: super::CacheLoadError,
+    },
     /// An append that is not a plain append.
     #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
     NotAppend(String),

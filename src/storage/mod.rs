@@ -12,6 +12,8 @@
 //!   visible to the next query at once; the writer moves them into Delta a few times a
 //!   second, many appends per commit. Large appends (`COPY`, `INSERT … SELECT`) are
 //!   committed to Delta directly. The writer also compacts small files.
+//! - [`TableCache`] keeps decoded data files in memory, so scans of durable tables run
+//!   at in-memory speed.
 //! - `durability` forces writes to disk when synchronous commit is on; `replace` makes
 //!   `CREATE OR REPLACE TABLE` swap a durable table in one step.
 
@@ -21,6 +23,7 @@ mod error;
 mod replace;
 mod schema;
 mod table;
+mod table_cache;
 mod wal;
 
 pub use committer::WriterPolicy;
@@ -29,4 +32,5 @@ pub use error::StorageError;
 pub use replace::create_or_replace;
 pub use schema::{DurableSchema, LOCK_FILE, TABLES_DIR};
 pub use table::DurableTable;
+pub use table_cache::{CacheLoadError, TableCache};
 pub use wal::WalError;

@@ -27,7 +27,7 @@ use deltalake_core::{DeltaTable, DeltaTableBuilder};
 
 use super::committer::{cast_batch, Committer, WriterPolicy};
 use super::durability::{has_commit, sync_commit_and_data, sync_path};
-use super::{DurableTable, StorageError};
+use super::{DurableTable, StorageError, TableCache};
 
 /// Where durable tables live inside the data directory.
 pub const TABLES_DIR: &str = "tables";
@@ -58,6 +58,8 @@ pub struct DurableSchema {
     trash_dir: PathBuf,
     tables: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
     policy: WriterPolicy,
+    /// Decoded data files, shared by every table of the directory.
+    cache: Arc<TableCache>,
     /// The writers' runtime; taken (and shut down) by [`DurableSchema::close`].
     runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
@@ -74,8 +76,12 @@ impl std::fmt::Debug for DurableSchema {
 
 impl DurableSchema {
     /// Opens (creating if needed) the data directory `root`, takes its lock, and loads
-    /// every Delta table under `root/tables`.
-    pub async fn open(root: &Path, policy: WriterPolicy) -> Result<Self, StorageError> {
+    /// every Delta table under `root/tables`; their scans read through `cache`.
+    pub async fn open(
+        root: &Path,
+        policy: WriterPolicy,
+        cache: Arc<TableCache>,
+    ) -> Result<Self, StorageError> {
         let io_error = |dir: &Path| {
             let dir = dir.to_path_buf();
             move |source| StorageError::DataDir { dir, source }
@@ -107,6 +113,7 @@ impl DurableSchema {
             trash_dir,
             tables: RwLock::new(HashMap::new()),
             policy,
+            cache,
             handle: runtime.handle().clone(),
             runtime: std::sync::Mutex::new(Some(runtime)),
             lock,
@@ -167,7 +174,15 @@ impl DurableSchema {
                 continue;
             }
             let table = self.run(open_table(path.clone(), name.clone())).await?;
-            let durable = durable_table(&name, &path, table, self.policy, self.handle()).await?;
+            let durable = durable_table(
+                &name,
+                &path,
+                table,
+                self.policy,
+                self.cache.clone(),
+                self.handle(),
+            )
+            .await?;
             tracing::info!(table = %name, "durable table loaded");
             self.write_tables().insert(name, Arc::new(durable));
         }
@@ -252,6 +267,11 @@ impl DurableSchema {
         Ok(())
     }
 
+    /// Bytes of decoded data files held by the table cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     /// Whether `name` is a durable table of this schema (not a view, file or demo table).
     pub fn is_durable(&self, name: &str) -> bool {
         self.read_tables()
@@ -324,11 +344,11 @@ impl DurableSchema {
     /// Starts the writer of the table `name` just written at `tables/name`.
     fn start_table(&self, name: &str, table: DeltaTable) -> Result<DurableTable, StorageError> {
         let handle = self.handle().clone();
-        let policy = self.policy;
+        let (policy, cache) = (self.policy, self.cache.clone());
         let name_owned = name.to_string();
         let dir = self.tables_dir.join(name);
         self.block_on(name, async move {
-            durable_table(&name_owned, &dir, table, policy, &handle).await
+            durable_table(&name_owned, &dir, table, policy, cache, &handle).await
         })?
     }
 
@@ -527,10 +547,11 @@ async fn durable_table(
     dir: &Path,
     table: DeltaTable,
     policy: WriterPolicy,
+    cache: Arc<TableCache>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<DurableTable, StorageError> {
     let committer = Committer::start(name, dir, table, policy, runtime).await?;
-    Ok(DurableTable::new(name, committer))
+    Ok(DurableTable::new(name, committer, cache))
 }
 
 /// `schema` with nanosecond timestamps as microseconds, the finest unit Delta stores.

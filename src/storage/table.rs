@@ -1,6 +1,8 @@
 //! A durable table as DataFusion sees it: a scan reads the newest Delta snapshot plus the
 //! acknowledged rows still waiting in the write-ahead log; `INSERT` sends its rows to the
-//! table's writer and returns once they are durable.
+//! table's writer and returns once they are durable. The snapshot's data files are read
+//! through the shared [`TableCache`] when the table fits in it (decoded once, then served
+//! from memory), through Delta's own scan otherwise.
 
 use std::sync::Arc;
 
@@ -17,8 +19,10 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
+use rayon::prelude::*;
 
-use super::committer::{Committer, Snapshot};
+use super::committer::{Committer, Published, Snapshot};
+use super::table_cache::{FileBatches, TableCache};
 use super::StorageError;
 
 /// A Delta table in the data directory, readable and appendable through SQL.
@@ -27,15 +31,59 @@ pub struct DurableTable {
     name: String,
     schema: SchemaRef,
     committer: Committer,
+    cache: Arc<TableCache>,
 }
 
 impl DurableTable {
-    pub(crate) fn new(name: &str, committer: Committer) -> Self {
+    pub(crate) fn new(name: &str, committer: Committer, cache: Arc<TableCache>) -> Self {
         Self {
             name: name.to_string(),
             schema: committer.schema(),
             committer,
+            cache,
         }
+    }
+
+    /// A scan of `delta`'s data files from the table cache, or `None` when the table does
+    /// not fit in it. Files not cached yet are decoded now, in parallel.
+    async fn cached_scan(
+        &self,
+        state: &dyn Session,
+        delta: &Published,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        let bytes: u64 = delta.files.iter().map(|file| file.bytes).sum();
+        if delta.files.is_empty() || !self.cache.fits(bytes) {
+            return Ok(None);
+        }
+        let (cache, files, schema) = (self.cache.clone(), delta.files.clone(), self.schema.clone());
+        let loaded: Vec<FileBatches> = tokio::task::spawn_blocking(move || {
+            files
+                .par_iter()
+                .map(|file| cache.get_or_load(&file.path, &schema))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+        .map_err(|source| StorageError::Read {
+            table: self.name.clone(),
+            source,
+        })?;
+        let batches: Vec<&RecordBatch> = loaded.iter().flat_map(|file| file.iter()).collect();
+        let width = state
+            .config()
+            .target_partitions()
+            .clamp(1, batches.len().max(1));
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); width];
+        for (index, batch) in batches.into_iter().enumerate() {
+            partitions[index % width].push(batch.clone());
+        }
+        let plan = MemorySourceConfig::try_new_exec(
+            &partitions,
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(Some(plan))
     }
 
     /// The table's name (also its directory under `DATA_DIR/tables`).
@@ -80,7 +128,15 @@ impl TableProvider for DurableTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let Snapshot { delta, pending } = self.committer.snapshot();
-        let stored = delta.scan(state, projection, filters, limit).await?;
+        let stored = match self.cached_scan(state, &delta, projection).await? {
+            Some(cached) => cached,
+            None => {
+                delta
+                    .provider
+                    .scan(state, projection, filters, limit)
+                    .await?
+            }
+        };
         if pending.is_empty() {
             return Ok(stored);
         }

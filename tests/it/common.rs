@@ -88,6 +88,7 @@ pub fn options(demo: bool) -> EngineOptions {
         demo,
         writer: Default::default(),
         memory_limit: None,
+        table_cache: 256 << 20,
     }
 }
 
