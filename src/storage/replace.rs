@@ -43,7 +43,10 @@ pub async fn create_or_replace(
             .collect_partitioned()
             .await?;
         let table = MemTable::try_new(Arc::new(create.input.schema().as_arrow().clone()), rows)?;
-        tokio::task::block_in_place(|| durable.replace(&name.table, &table))
+        // Like DataFusion's own catalog calls, the swap runs synchronously (its storage work
+        // runs on the writers' runtime).
+        durable
+            .replace(&name.table, &table)
             .map_err(DataFusionError::from)
     };
     Some(replaced.await)

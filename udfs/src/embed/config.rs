@@ -140,7 +140,7 @@ impl EmbedOptions {
             device: Device::Cpu,
             sessions: std::thread::available_parallelism().map_or(1, |n| n.get()),
             intra_threads: 1,
-            max_batch_tokens: 4096,
+            max_batch_tokens: 1024,
             cache_entries: 50_000,
             cache_file: None,
         }
