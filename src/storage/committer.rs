@@ -18,6 +18,7 @@
 
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use deltalake_core::operations::optimize::OptimizeType;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::DeltaTable;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::durability::{sync_commit, sync_commit_and_data, sync_paths, SyncError};
@@ -141,9 +142,11 @@ struct Shared {
     flush_wanted: Notify,
     /// Whether appends wait for the log to be forced to disk.
     synchronous: bool,
-    /// Held by the one task syncing the log; the others wait their turn and usually find
-    /// their append covered by the sync they waited behind.
-    sync_turn: tokio::sync::Mutex<()>,
+    /// Set while one task syncs the log (the others wait for its result).
+    syncing: AtomicBool,
+    /// Every append through this sequence number is forced to disk; every waiting
+    /// append is woken at once when it moves.
+    synced: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -157,8 +160,6 @@ struct State {
     last_error: Option<String>,
     /// Set when the table is dropped: no more appends.
     stopped: bool,
-    /// Every append through this sequence number is forced to disk.
-    synced_through: u64,
     /// Why a sync of the log failed, if one did: appends are refused from then on.
     sync_failed: Option<String>,
 }
@@ -213,12 +214,12 @@ impl Committer {
                 next_seq: recovered.next_seq,
                 last_error: None,
                 stopped: false,
-                synced_through: 0,
                 sync_failed: None,
             }),
             flush_wanted: Notify::new(),
             synchronous: policy.synchronous_commit,
-            sync_turn: tokio::sync::Mutex::new(()),
+            syncing: AtomicBool::new(false),
+            synced: watch::Sender::new(0),
         });
         if pending_rows > 0 {
             tracing::info!(table = %name, rows = pending_rows, "rows from the write-ahead log are being committed");
@@ -354,44 +355,60 @@ impl Shared {
         }
     }
 
-    /// Returns once append `seq` is forced to disk. One task syncs at a time, covering
-    /// every append written before it started; the tasks queued behind it find theirs
-    /// covered and return without a sync of their own.
-    async fn make_durable(&self, seq: u64) -> Result<(), StorageError> {
-        let _turn = self.sync_turn.lock().await;
-        let unsynced = {
-            let mut state = self.lock();
-            if let Some(reason) = &state.sync_failed {
+    /// Returns once append `seq` is forced to disk. At most one task syncs at a time,
+    /// covering every append written before it started; appends that arrive meanwhile
+    /// wait for its result, all woken at once, and one of those still uncovered syncs
+    /// next (group commit: a sync per round trip of the disk, not per append).
+    async fn make_durable(self: &Arc<Self>, seq: u64) -> Result<(), StorageError> {
+        let mut synced = self.synced.subscribe();
+        loop {
+            if *synced.borrow_and_update() >= seq {
+                return Ok(());
+            }
+            if let Some(reason) = &self.lock().sync_failed {
                 return Err(StorageError::LogNotDurable {
                     table: self.table.clone(),
                     reason: reason.clone(),
                 });
             }
-            if state.synced_through >= seq {
-                return Ok(());
+            let elected = self
+                .syncing
+                .compare_exchange(false, true, AtomicOrdering::AcqRel, AtomicOrdering::Acquire)
+                .is_ok();
+            if elected {
+                // Its own task: a caller that goes away (its client disconnected) must not
+                // leave the flag set with no sync running.
+                let shared = self.clone();
+                tokio::spawn(async move { shared.sync_log().await });
             }
-            state.log.take_unsynced()
-        };
-        let through = unsynced.through;
-        let synced = tokio::task::spawn_blocking(move || unsynced.sync())
-            .await
-            .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked.to_string())));
-        let mut state = self.lock();
-        match synced {
-            Ok(()) => {
-                state.synced_through = state.synced_through.max(through);
-                Ok(())
-            }
-            Err(error) => {
-                tracing::error!(table = %self.table, "syncing the write-ahead log failed: {error}");
-                let reason = error.to_string();
-                state.sync_failed = Some(reason.clone());
-                Err(StorageError::LogNotDurable {
-                    table: self.table.clone(),
-                    reason,
-                })
+            if synced.changed().await.is_err() {
+                return Err(StorageError::WriterGone(self.table.clone()));
             }
         }
+    }
+
+    /// One sync of everything logged so far, by the elected task: publishes the new
+    /// durable position (or the failure), then lets the next task be elected.
+    async fn sync_log(&self) {
+        let unsynced = self.lock().log.take_unsynced();
+        let through = unsynced.through;
+        let outcome = tokio::task::spawn_blocking(move || unsynced.sync())
+            .await
+            .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked.to_string())));
+        let durable = match outcome {
+            Ok(()) => through,
+            Err(error) => {
+                tracing::error!(table = %self.table, "syncing the write-ahead log failed: {error}");
+                self.lock().sync_failed = Some(error.to_string());
+                0
+            }
+        };
+        // Clear the flag before publishing: a waiter woken by the publication that finds
+        // its append still uncovered must be able to become the next syncer. A failure
+        // publishes no new position but still wakes the waiters, who then see it.
+        self.syncing.store(false, AtomicOrdering::Release);
+        self.synced
+            .send_modify(|position| *position = (*position).max(durable));
     }
 }
 
