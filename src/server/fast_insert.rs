@@ -1,5 +1,5 @@
-//! `INSERT INTO t VALUES (…), …` of plain literals into a durable table, without
-//! DataFusion. Why: an application logging clicks sends thousands of such statements a
+//! `INSERT INTO t VALUES (…), …` of plain literals (or, over the extended protocol, bound
+//! parameters) into a durable table, without DataFusion. Why: an application logging clicks sends thousands of such statements a
 //! second, and DataFusion spends most of each one copying its session state (every
 //! registered function) and planning, where the rows only need to be typed and logged.
 //! Profiling 16 pgbench connections showed the planning, not the write-ahead log, bounding
@@ -78,8 +78,9 @@ impl<'a> PlainInsert<'a> {
         })
     }
 
-    /// The rows as one batch in `schema`, or `None` where the normal path must decide.
-    fn batch(&self, schema: &SchemaRef) -> Option<RecordBatch> {
+    /// The rows as one batch in `schema` (`params`: the values bound to `$n`), or `None`
+    /// where the normal path must decide.
+    fn batch(&self, schema: &SchemaRef, params: Option<&ParamValues>) -> Option<RecordBatch> {
         let positions: Vec<usize> = if self.columns.is_empty() {
             (0..schema.fields().len()).collect()
         } else {
@@ -107,7 +108,7 @@ impl<'a> PlainInsert<'a> {
                 let values = self
                     .rows
                     .iter()
-                    .map(|row| typed(literal(&row.content[position])?, field.data_type()))
+                    .map(|row| typed(literal(&row.content[position], params)?, field.data_type()))
                     .collect::<Option<Vec<_>>>()?;
                 if !field.is_nullable() && values.iter().any(ScalarValue::is_null) {
                     return None;
@@ -144,14 +145,19 @@ fn normalized(name: &ObjectName) -> Option<TableReference> {
     object_name_to_table_reference(name.clone(), true).ok()
 }
 
-/// The value of a literal: a number, a quoted string, a boolean, NULL, or a negated number.
-fn literal(expr: &Expr) -> Option<ScalarValue> {
+/// The value of a literal: a number, a quoted string, a boolean, NULL, a negated number,
+/// or a bound parameter.
+fn literal(expr: &Expr, params: Option<&ParamValues>) -> Option<ScalarValue> {
     match expr {
         Expr::Value(value) => match &value.value {
             Value::Number(text, _) => number(text),
             Value::SingleQuotedString(text) => Some(ScalarValue::Utf8(Some(text.clone()))),
             Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
             Value::Null => Some(ScalarValue::Null),
+            Value::Placeholder(id) => params?
+                .get_placeholders_with_values(id)
+                .ok()
+                .map(|bound| bound.value),
             _ => None,
         },
         Expr::UnaryOp {
@@ -164,7 +170,7 @@ fn literal(expr: &Expr) -> Option<ScalarValue> {
             },
             _ => None,
         },
-        Expr::Nested(inner) => literal(inner),
+        Expr::Nested(inner) => literal(inner, params),
         _ => None,
     }
 }
@@ -179,9 +185,13 @@ fn number(text: &str) -> Option<ScalarValue> {
 }
 
 /// `value` cast to `target`, when the cast is one DataFusion's INSERT would make the same
-/// way: integers to any number, fractions to floats and decimals, strings to text and
+/// way: a value of the target's type as it is (a parameter bound as the column's type),
+/// integers to any number, fractions to floats and decimals, strings to text and
 /// dates/times, booleans to booleans, NULL to anything.
 fn typed(value: ScalarValue, target: &DataType) -> Option<ScalarValue> {
+    if value.data_type() == *target {
+        return Some(value);
+    }
     let allowed = match &value {
         ScalarValue::Null => return ScalarValue::try_from(target).ok(),
         ScalarValue::Int64(_) => target.is_numeric(),
@@ -217,12 +227,16 @@ async fn durable_table(
     Some(table)
 }
 
-/// Runs `statement` on the fast path if it can.
-async fn run(statement: &Statement, context: &SessionContext) -> Option<PgWireResult<Response>> {
+/// Runs `statement` (with `params` bound) on the fast path if it can.
+async fn run(
+    statement: &Statement,
+    context: &SessionContext,
+    params: Option<&ParamValues>,
+) -> Option<PgWireResult<Response>> {
     let insert = PlainInsert::parse(statement)?;
     let table = durable_table(context, &insert.table).await?;
     let durable = table.downcast_ref::<DurableTable>()?;
-    let batch = insert.batch(&table.schema())?;
+    let batch = insert.batch(&table.schema(), params)?;
     let rows = batch.num_rows();
     Some(match durable.append(batch).await {
         Ok(()) => Ok(Response::Execution(
@@ -234,8 +248,8 @@ async fn run(statement: &Statement, context: &SessionContext) -> Option<PgWireRe
     })
 }
 
-/// The hook that takes plain INSERTs of literals into durable tables (simple protocol;
-/// privileges were checked by the privilege hook before it).
+/// The hook that takes plain INSERTs of literals or parameters into durable tables
+/// (privileges were checked before it: by the privilege hook, and at each Execute).
 pub struct FastInsert;
 
 #[async_trait]
@@ -246,7 +260,7 @@ impl QueryHook for FastInsert {
         context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        run(statement, context).await
+        run(statement, context, None).await
     }
 
     async fn handle_extended_parse_query(
@@ -260,13 +274,13 @@ impl QueryHook for FastInsert {
 
     async fn handle_extended_query(
         &self,
-        _statement: &Statement,
+        statement: &Statement,
         _plan: &LogicalPlan,
-        _params: &ParamValues,
-        _context: &SessionContext,
+        params: &ParamValues,
+        context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        None
+        run(statement, context, Some(params)).await
     }
 }
 
@@ -297,7 +311,7 @@ mod tests {
 
     fn batch(sql: &str) -> Option<RecordBatch> {
         let statement = statement(sql);
-        PlainInsert::parse(&statement)?.batch(&schema())
+        PlainInsert::parse(&statement)?.batch(&schema(), None)
     }
 
     #[test]

@@ -665,3 +665,80 @@ async fn literal_inserts_store_what_datafusion_would() {
         .get(0);
     assert_eq!(count, 0, "refused rows were stored");
 }
+
+/// INSERTs with bound parameters (extended protocol, as JDBC, node-postgres and
+/// tokio-postgres send them) take the fast path too, and store what literals store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_inserts_store_what_literal_inserts_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(durable_options(dir.path())).await;
+    let client = connect(server.port).await;
+    client
+        .simple_query(
+            "CREATE TABLE bound (path TEXT NOT NULL, id BIGINT NOT NULL, n INT, price DOUBLE, \
+             name TEXT, flag BOOLEAN)",
+        )
+        .await
+        .unwrap();
+    client
+        .simple_query(
+            "INSERT INTO bound VALUES ('literal', 7, 42, 1.5, 'ünï', true), \
+             ('literal', -8, NULL, -0.25, NULL, false)",
+        )
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO bound VALUES ('bound', $1, $2, $3, $4, $5)")
+        .await
+        .unwrap();
+    client
+        .execute(
+            &insert,
+            &[&7i64, &Some(42i32), &1.5f64, &Some("ünï"), &Some(true)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            &insert,
+            &[&-8i64, &None::<i32>, &-0.25f64, &None::<&str>, &Some(false)],
+        )
+        .await
+        .unwrap();
+    let rows = |path: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT id, n, price, name, flag FROM bound WHERE path = $1 ORDER BY id",
+                    &[&path],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    let values: (i64, Option<i32>, Option<f64>, Option<String>, Option<bool>) =
+                        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+                    format!("{values:?}")
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let literal = rows("literal").await;
+    assert_eq!(literal.len(), 2);
+    assert_eq!(literal, rows("bound").await);
+    let refused = client
+        .execute(
+            &insert,
+            &[
+                &None::<i64>,
+                &None::<i32>,
+                &0.0f64,
+                &None::<&str>,
+                &None::<bool>,
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.as_db_error().is_some(), "{refused:?}");
+}
