@@ -215,16 +215,14 @@ fn typed(value: ScalarValue, target: &DataType) -> Option<ScalarValue> {
     value.cast_to_with_options(target, &strict).ok()
 }
 
-/// The durable table `reference` names, if it is one.
-async fn durable_table(
+/// The table `reference` names in the public schema, if there is one.
+async fn public_table(
     context: &SessionContext,
     reference: &TableReference,
 ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
     let name = public_name(reference)?;
     let schema = context.catalog("datafusion")?.schema("public")?;
-    let table = schema.table(&name).await.ok()??;
-    table.downcast_ref::<DurableTable>()?;
-    Some(table)
+    schema.table(&name).await.ok()?
 }
 
 /// Runs `statement` (with `params` bound) on the fast path if it can.
@@ -234,7 +232,7 @@ async fn run(
     params: Option<&ParamValues>,
 ) -> Option<PgWireResult<Response>> {
     let insert = PlainInsert::parse(statement)?;
-    let table = durable_table(context, &insert.table).await?;
+    let table = public_table(context, &insert.table).await?;
     let durable = table.downcast_ref::<DurableTable>()?;
     let batch = insert.batch(&table.schema(), params)?;
     let rows = batch.num_rows();
