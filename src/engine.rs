@@ -23,6 +23,7 @@ use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
 use crate::server::roles::{RoleCatalog, RoleError, ROLES_FILE};
+use crate::storage::vector_index::{HnswOptions, VectorTopKRule};
 use crate::storage::{DurableSchema, StorageError, TableCache, WriterPolicy, TABLES_DIR};
 
 /// Why the engine could not be built.
@@ -129,7 +130,8 @@ impl Engine {
         let roles = Arc::new(RoleCatalog::open(options.data_dir.as_deref())?);
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "public");
+            .with_default_catalog_and_schema("datafusion", "public")
+            .with_option_extension(HnswOptions::default());
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -154,6 +156,9 @@ impl Engine {
         )
         .map_err(|e| *e)?;
         crate::pg_roles::register_pg_user(&context, roles.clone())?;
+        if let Some(storage) = &storage {
+            crate::pg_indexes::register_pg_indexes(&context, storage.clone())?;
+        }
         crate::pg_compat::register(&context);
         crate::value_limits::register(&context);
         let mut models = options.models;
@@ -200,9 +205,10 @@ impl Drop for Engine {
 }
 
 /// pgvector's operators, planned onto rankql's functions so `a <=> b` and
-/// `1 - cosine(a, b)` can never disagree: `<->` is `l2_distance`, `<#>` is `-dot`,
+/// `1 - cosine(a, b)` can never disagree: `<->` is `l2_distance`, `<#>` is `0 - dot`,
 /// `<=>` is `1 - cosine`. Also switches the SQL dialect to Postgres, which is the one
-/// that tokenises these operators.
+/// that tokenises these operators, and adds the rule that answers `ORDER BY` one of
+/// these distances `LIMIT k` from an HNSW index.
 fn install_vector_operators(context: &SessionContext) -> DfResult<()> {
     let state = context.state();
     let planner = Arc::new(VectorOperators {
@@ -221,6 +227,7 @@ fn install_vector_operators(context: &SessionContext) -> DfResult<()> {
     *state_ref.write() = SessionStateBuilder::new_from_existing(existing)
         .with_config(config)
         .with_expr_planners(planners)
+        .with_physical_optimizer_rule(Arc::new(VectorTopKRule))
         .build();
     Ok(())
 }
@@ -258,7 +265,9 @@ impl ExprPlanner for VectorOperators {
         let planned = match &expr.op {
             BinaryOperator::LtDashGt => call(&self.l2_distance, expr),
             BinaryOperator::Spaceship => lit(1.0) - call(&self.cosine, expr),
-            BinaryOperator::Custom(name) if name == "<#>" => -call(&self.dot, expr),
+            // `0 - dot`, not `-dot`: DataFusion 55's sort checks reject an ORDER BY on a
+            // negated function over several partitions.
+            BinaryOperator::Custom(name) if name == "<#>" => lit(0.0) - call(&self.dot, expr),
             _ => return Ok(PlannerResult::Original(expr)),
         };
         Ok(PlannerResult::Planned(planned))

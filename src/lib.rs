@@ -5,15 +5,19 @@
 //! [`engine`] builds the one SessionContext; [`server`] serves it to Postgres clients;
 //! [`runner`] runs SQL in-process for `rankql sql` and `rankql run`; [`demo`] generates
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
-//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call; [`pg_roles`]
-//! shows rankql's users in `pg_roles` and `pg_user`; [`value_limits`] caps the values
+//! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call;
+//! [`pg_catalog_tables`] adds rankql's own tables beside `pg_catalog`'s; [`pg_roles`]
+//! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] lists vector indexes
+//! in `pg_indexes`; [`value_limits`] caps the values
 //! string functions make; [`storage`]
-//! keeps tables durable as Delta tables in the data directory. The server's own parts
+//! keeps tables durable as Delta tables in the data directory, with their HNSW indexes. The server's own parts
 //! (authentication, roles, privileges, sessions, limits, COPY) are in [`server`].
 
 pub mod demo;
 pub mod engine;
+pub mod pg_catalog_tables;
 pub mod pg_compat;
+pub mod pg_indexes;
 pub mod pg_roles;
 pub mod runner;
 pub mod server;

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
     PgCatalogContextProvider, Role,
 };
 
+use crate::pg_catalog_tables::add_catalog_table;
 use crate::server::roles::{RoleCatalog, RoleInfo};
 
 /// The role catalog as `pg_catalog.pg_roles` shows it.
@@ -42,32 +43,13 @@ impl PgCatalogContextProvider for RolesView {
     }
 }
 
-/// The table `pg_user` adds to the `pg_catalog` schema.
-const PG_USER: &str = "pg_user";
-
-/// `pg_catalog` with `pg_user` added: every other table comes from the wrapped schema.
-#[derive(Debug)]
-struct WithPgUser {
-    catalog: Arc<dyn SchemaProvider>,
-    roles: Arc<RoleCatalog>,
-}
-
 /// Adds `pg_catalog.pg_user` (the roles that can log in) to `context`'s catalog.
 pub fn register_pg_user(context: &SessionContext, roles: Arc<RoleCatalog>) -> Result<()> {
-    let catalog = context
-        .catalog("datafusion")
-        .ok_or_else(|| DataFusionError::Plan("catalog datafusion is missing".into()))?;
-    let Some(pg_catalog) = catalog.schema("pg_catalog") else {
-        return Ok(());
-    };
-    catalog.register_schema(
-        "pg_catalog",
-        Arc::new(WithPgUser {
-            catalog: pg_catalog,
-            roles,
-        }),
-    )?;
-    Ok(())
+    add_catalog_table(
+        context,
+        "pg_user",
+        Box::new(move || pg_user(&roles.roles())),
+    )
 }
 
 /// PostgreSQL's `pg_user` columns, from the role catalog (the password is masked, as
@@ -112,28 +94,4 @@ fn pg_user(roles: &[RoleInfo]) -> Result<Arc<dyn TableProvider>> {
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
-}
-
-#[async_trait]
-impl SchemaProvider for WithPgUser {
-    fn owner_name(&self) -> Option<&str> {
-        self.catalog.owner_name()
-    }
-
-    fn table_names(&self) -> Vec<String> {
-        let mut names = self.catalog.table_names();
-        names.push(PG_USER.to_string());
-        names
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if name == PG_USER {
-            return pg_user(&self.roles.roles()).map(Some);
-        }
-        self.catalog.table(name).await
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        name == PG_USER || self.catalog.table_exist(name)
-    }
 }

@@ -19,6 +19,7 @@ use futures::StreamExt;
 
 use crate::statements::{split_statements, ScriptStatement};
 use crate::storage::create_or_replace;
+use crate::storage::vector_index::{execute_index_statement, parse_index_statement};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,6 +110,12 @@ impl<'a, W: Write> Runner<'a, W> {
     }
 
     async fn execute(&mut self, sql: &str, rows: &AtomicU64) -> Result<(), DataFusionError> {
+        if let Some(statement) = parse_index_statement(sql) {
+            return match execute_index_statement(self.context, &statement).await {
+                Some(outcome) => outcome.map(|_| ()).map_err(DataFusionError::from),
+                None => Ok(()),
+            };
+        }
         let plan = self.context.state().create_logical_plan(sql).await?;
         if let Some(replaced) = create_or_replace(self.context, &plan).await {
             return replaced;

@@ -11,6 +11,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::server::limits::Interrupted;
 use crate::server::privileges::PrivilegeError;
 use crate::server::roles::RoleError;
+use crate::storage::vector_index::IndexError;
 use crate::storage::StorageError;
 use crate::value_limits::ValueTooLarge;
 use rankql_udfs::embed::EmbedCallError;
@@ -100,6 +101,9 @@ pub fn external_sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static 
     if let Some(storage) = error.downcast_ref::<StorageError>() {
         return storage_sqlstate(storage);
     }
+    if let Some(error) = error.downcast_ref::<IndexError>() {
+        return error.sqlstate();
+    }
     if let Some(error) = error.downcast_ref::<PrivilegeError>() {
         return error.sqlstate();
     }
@@ -131,7 +135,8 @@ fn storage_sqlstate(error: &StorageError) -> &'static str {
         | StorageError::Log { .. }
         | StorageError::Sync { .. }
         | StorageError::Read { .. }
-        | StorageError::LogNotDurable { .. } => "58030",
+        | StorageError::LogNotDurable { .. }
+        | StorageError::Index { .. } => "58030",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod compat_hooks;
 pub mod copy;
 pub mod copy_in;
 pub mod fast_insert;
+pub mod index_hook;
 pub mod limits;
 pub mod privileges;
 pub mod replace_hook;

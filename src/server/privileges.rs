@@ -269,7 +269,12 @@ impl Checker<'_> {
         }
     }
 
-    fn need_owner(&self, role: &SessionRole, table: &TableReference) -> Result<(), PrivilegeError> {
+    /// Checks that `role` owns `table` (changing a table is its owner's right).
+    pub(crate) fn need_owner(
+        &self,
+        role: &SessionRole,
+        table: &TableReference,
+    ) -> Result<(), PrivilegeError> {
         match public_name(table) {
             Some(name) if !self.roles.owns(&role.name, &name) => {
                 Err(PrivilegeError::NotOwner(name))

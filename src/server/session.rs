@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::TableReference;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -38,12 +39,41 @@ use super::compat_hooks::{ResetSettings, Savepoints, ShowServerVersion};
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::fast_insert::{FastInsert, PlainInsert};
+use super::index_hook::IndexStatements;
 use super::limits::StatementLimits;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
 use crate::sqlstate::{self, sqlstate_of, SqlState};
 use crate::storage::create_or_replace;
+use crate::storage::vector_index::{index_owner, is_index_statement};
+
+/// The tables whose indexes a `CREATE INDEX` or `DROP INDEX` changes.
+async fn indexed_tables(statement: &Statement, context: &SessionContext) -> Vec<String> {
+    match statement {
+        Statement::CreateIndex(create) => vec![create
+            .table_name
+            .0
+            .last()
+            .map(|part| part.to_string())
+            .unwrap_or_default()],
+        Statement::Drop { names, .. } => {
+            let mut tables = Vec::new();
+            for name in names {
+                let index = name
+                    .0
+                    .last()
+                    .map(|part| part.to_string())
+                    .unwrap_or_default();
+                if let Some(owner) = index_owner(context, &index).await {
+                    tables.push(owner.table().to_string());
+                }
+            }
+            tables
+        }
+        _ => Vec::new(),
+    }
+}
 
 /// The largest statement text accepted. Postgres allows up to 1 GiB; a statement of
 /// megabytes is a mistake (or an attack) that would otherwise tie up parser and planner.
@@ -92,6 +122,7 @@ impl Session {
                 files: files.clone(),
             }),
             Arc::new(ReplaceDurableTable),
+            Arc::new(IndexStatements),
             Arc::new(FastInsert),
             Arc::new(CursorStatementHook),
             Arc::new(ShowServerVersion),
@@ -240,6 +271,18 @@ impl PrivilegeHook {
             files: &self.files,
             table_exists: Box::new(|name| context.table_exist(name).unwrap_or(false)),
         };
+        if is_index_statement(statement) {
+            if role.superuser {
+                return Ok(());
+            }
+            // Creating or dropping an index changes its table: owners only.
+            for table in indexed_tables(statement, context).await {
+                checker
+                    .need_owner(&role, &TableReference::bare(table))
+                    .map_err(denied)?;
+            }
+            return Ok(());
+        }
         for query in queries {
             let state = context.state();
             let planned = if from_text {

@@ -97,6 +97,14 @@ pub enum StorageError {
         /// The file and the reason.
         source: super::CacheLoadError,
     },
+    /// A table's vector index definitions could not be read.
+    #[error("table {table}: {source}")]
+    Index {
+        /// The table.
+        table: String,
+        /// The index's reason.
+        source: Box<super::vector_index::IndexError>,
+    },
     /// An append that is not a plain append.
     #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
     NotAppend(String),

@@ -14,6 +14,8 @@
 //!   committed to Delta directly. The writer also compacts small files.
 //! - [`TableCache`] keeps decoded data files in memory, so scans of durable tables run
 //!   at in-memory speed.
+//! - `vector_index` holds HNSW indexes on vector columns and the optimizer rule that
+//!   uses them for `ORDER BY distance LIMIT k`.
 //! - `durability` forces writes to disk when synchronous commit is on; `replace` makes
 //!   `CREATE OR REPLACE TABLE` swap a durable table in one step.
 
@@ -24,6 +26,7 @@ mod replace;
 mod schema;
 mod table;
 mod table_cache;
+pub mod vector_index;
 mod wal;
 
 pub use committer::WriterPolicy;

@@ -27,6 +27,7 @@ use deltalake_core::{DeltaTable, DeltaTableBuilder};
 
 use super::committer::{cast_batch, Committer, WriterPolicy};
 use super::durability::{has_commit, sync_commit_and_data, sync_path};
+use super::vector_index::TableIndexes;
 use super::{DurableTable, StorageError, TableCache};
 
 /// Where durable tables live inside the data directory.
@@ -270,6 +271,19 @@ impl DurableSchema {
     /// Bytes of decoded data files held by the table cache.
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+
+    /// Every durable table's vector indexes, by table name (for `pg_indexes`).
+    pub fn indexes(&self) -> Vec<Arc<TableIndexes>> {
+        let mut indexes: Vec<Arc<TableIndexes>> = self
+            .read_tables()
+            .values()
+            .filter_map(|table| table.downcast_ref::<DurableTable>())
+            .map(|durable| durable.indexes().clone())
+            .filter(|indexes| !indexes.is_empty())
+            .collect();
+        indexes.sort_by(|a, b| a.table().cmp(b.table()));
+        indexes
     }
 
     /// Whether `name` is a durable table of this schema (not a view, file or demo table).
@@ -551,7 +565,26 @@ async fn durable_table(
     runtime: &tokio::runtime::Handle,
 ) -> Result<DurableTable, StorageError> {
     let committer = Committer::start(name, dir, table, policy, runtime).await?;
-    Ok(DurableTable::new(name, committer, cache))
+    let indexes = TableIndexes::load(
+        name,
+        dir,
+        committer.schema(),
+        cache.clone(),
+        policy.synchronous_commit,
+    )
+    .map_err(|source| StorageError::Index {
+        table: name.to_string(),
+        source: Box::new(source),
+    })?;
+    let indexes = Arc::new(indexes);
+    if !indexes.is_empty() {
+        // What a crash or compaction left without a graph is built again, in the
+        // background; queries scan such files exactly meanwhile.
+        let files = committer.snapshot().delta.files;
+        indexes.remove_dead_graphs(&files);
+        indexes.catch_up(&files);
+    }
+    Ok(DurableTable::new(name, committer, cache, indexes))
 }
 
 /// `schema` with nanosecond timestamps as microseconds, the finest unit Delta stores.

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::committer::{Committer, Published, Snapshot};
 use super::table_cache::{FileBatches, TableCache};
+use super::vector_index::{IndexedScanExec, ScanSource, TableIndexes};
 use super::StorageError;
 
 /// A Delta table in the data directory, readable and appendable through SQL.
@@ -32,16 +33,33 @@ pub struct DurableTable {
     schema: SchemaRef,
     committer: Committer,
     cache: Arc<TableCache>,
+    indexes: Arc<TableIndexes>,
 }
 
 impl DurableTable {
-    pub(crate) fn new(name: &str, committer: Committer, cache: Arc<TableCache>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        committer: Committer,
+        cache: Arc<TableCache>,
+        indexes: Arc<TableIndexes>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             schema: committer.schema(),
             committer,
             cache,
+            indexes,
         }
+    }
+
+    /// The table's vector indexes.
+    pub fn indexes(&self) -> &Arc<TableIndexes> {
+        &self.indexes
+    }
+
+    /// What a scan would read now: the published Delta files and the logged rows.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.committer.snapshot()
     }
 
     /// A scan of `delta`'s data files from the table cache, or `None` when the table does
@@ -128,7 +146,9 @@ impl TableProvider for DurableTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let Snapshot { delta, pending } = self.committer.snapshot();
-        let stored = match self.cached_scan(state, &delta, projection).await? {
+        let cached = self.cached_scan(state, &delta, projection).await?;
+        let indexable = cached.is_some() && !self.indexes.is_empty();
+        let stored = match cached {
             Some(cached) => cached,
             None => {
                 delta
@@ -137,12 +157,28 @@ impl TableProvider for DurableTable {
                     .await?
             }
         };
-        if pending.is_empty() {
-            return Ok(stored);
+        let scan = match pending.is_empty() {
+            true => stored,
+            false => {
+                let logged = MemorySourceConfig::try_new_exec(
+                    std::slice::from_ref(&pending),
+                    self.schema.clone(),
+                    projection.cloned(),
+                )?;
+                UnionExec::try_new(vec![stored, logged])?
+            }
+        };
+        if !indexable {
+            return Ok(scan);
         }
-        let logged =
-            MemorySourceConfig::try_new_exec(&[pending], self.schema.clone(), projection.cloned())?;
-        UnionExec::try_new(vec![stored, logged])
+        // Served from the cache, so an index search can read the same files.
+        let source = ScanSource {
+            indexes: self.indexes.clone(),
+            files: delta.files.clone(),
+            pending,
+            projection: projection.cloned(),
+        };
+        Ok(Arc::new(IndexedScanExec::new(scan, source)))
     }
 
     /// Delta's answer, except that no filter is `Exact`: the logged rows are not

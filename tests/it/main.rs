@@ -17,6 +17,8 @@
 //! - `security`: passwords, the loopback rule, the role matrix, server files, sessions
 //!   per connection, statement_timeout, cancel, the connection limit.
 //! - `tls`: psql (verify-full), psycopg and pgjdbc over TLS; certificates that fail.
+//! - `vector_index`: HNSW indexes: plans, results against the exact scan, freshness,
+//!   restart, a kill mid-build, concurrent clients, `pg_indexes`.
 //! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
 
 mod bi_traces;
@@ -32,4 +34,5 @@ mod security;
 mod slt;
 mod storage;
 mod tls;
+mod vector_index;
 mod wire;

@@ -10,7 +10,9 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::common::demo_engine;
+use rankql::storage::vector_index::{execute_index_statement, parse_index_statement};
+
+use crate::common::{demo_engine, options};
 
 struct Engine(Arc<SessionContext>);
 
@@ -20,6 +22,12 @@ impl sqllogictest::AsyncDB for Engine {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+        if let Some(statement) = parse_index_statement(sql) {
+            if let Some(outcome) = execute_index_statement(&self.0, &statement).await {
+                outcome?;
+            }
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let frame = self.0.sql(sql).await?;
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await?;
@@ -100,7 +108,20 @@ async fn sqllogictest_files() {
     files.sort();
     assert!(!files.is_empty());
     for file in files {
-        let engine = demo_engine().await;
+        // `durable_*.slt` files run with a data directory, so their tables are durable.
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let durable = file
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("durable_"));
+        let engine = match durable {
+            true => rankql::engine::Engine::new(rankql::engine::EngineOptions {
+                data_dir: Some(data_dir.path().to_path_buf()),
+                ..options(true)
+            })
+            .await
+            .expect("engine builds"),
+            false => demo_engine().await,
+        };
         let context = engine.context.clone();
         let mut runner = sqllogictest::Runner::new(move || {
             let context = context.clone();
