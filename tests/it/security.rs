@@ -155,6 +155,8 @@ async fn role_matrix() {
     admin
         .batch_execute(
             "CREATE TABLE clicks (user_id BIGINT, product_id BIGINT);
+             CREATE TABLE admin_vecs AS SELECT 1 AS id, [1.0, 0.0] AS v;
+             CREATE INDEX admin_vecs_idx ON admin_vecs USING hnsw (v vector_cosine_ops);
              GRANT SELECT ON products TO reader;
              GRANT SELECT, INSERT ON clicks TO writer;
              GRANT SELECT ON products TO writer;
@@ -221,6 +223,12 @@ async fn role_matrix() {
         (&reader, "CREATE VIEW v AS SELECT * FROM products", "public"),
         (&reader, "DROP TABLE products", "products"),
         (&writer, "DROP TABLE clicks", "clicks"),
+        (
+            &writer,
+            "CREATE INDEX ON clicks USING hnsw (product_id vector_cosine_ops)",
+            "clicks",
+        ),
+        (&writer, "DROP INDEX admin_vecs_idx", "admin_vecs"),
         (
             &writer,
             "CREATE OR REPLACE TABLE clicks AS SELECT 1 AS x",
