@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use parking_lot::{Condvar, Mutex};
 use rankql_udfs::vector::args::Vectors;
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, ScalarKind};
@@ -162,11 +163,60 @@ fn save(index: &Index, target: &Path, synchronous: bool) -> Result<(), IndexErro
     Ok(())
 }
 
-/// Opens a saved graph memory-mapped, searching with `ef_search` candidates.
-pub(super) fn open(path: &Path, ef_search: usize) -> Result<Index, IndexError> {
-    let index = Index::restore_view(&path.to_string_lossy()).map_err(IndexError::library)?;
-    index.change_expansion_search(ef_search);
-    Ok(index)
+/// Searches one graph may run at once. usearch gives each concurrent search a context of
+/// its own (a visited-set of one bit per vector) and fails a search when none is free, so
+/// the view reserves this many and [`GraphView`] makes further searches wait their turn.
+const SEARCH_CONTEXTS: usize = 32;
+
+/// A saved graph, memory-mapped, searching with a fixed `ef_search`.
+pub(super) struct GraphView {
+    index: Index,
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl GraphView {
+    /// Opens the graph at `path`.
+    pub(super) fn open(path: &Path, ef_search: usize) -> Result<Self, IndexError> {
+        let index = Index::restore_view(&path.to_string_lossy()).map_err(IndexError::library)?;
+        index.change_expansion_search(ef_search);
+        index
+            .reserve_capacity_and_threads(index.size(), SEARCH_CONTEXTS)
+            .map_err(IndexError::library)?;
+        Ok(Self {
+            index,
+            free: Mutex::new(SEARCH_CONTEXTS),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Vectors in the graph.
+    pub(super) fn size(&self) -> usize {
+        self.index.size()
+    }
+
+    /// The keys of the `k` nearest vectors to `query` (among those `accept` lets through).
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<u64>, IndexError> {
+        {
+            let mut free = self.free.lock();
+            while *free == 0 {
+                self.freed.wait(&mut free);
+            }
+            *free -= 1;
+        }
+        let matches = match accept {
+            Some(accept) => self.index.filtered_search(query, k, accept),
+            None => self.index.search(query, k),
+        };
+        *self.free.lock() += 1;
+        self.freed.notify_one();
+        Ok(matches.map_err(IndexError::library)?.keys)
+    }
 }
 
 /// The rows of a file's batches that are not in its graph (see [`Unindexed`]).

@@ -28,7 +28,6 @@ use rayon::prelude::*;
 
 use super::definition::IndexDefinition;
 use super::table_indexes::{rows, TableIndexes};
-use super::IndexError;
 use crate::storage::committer::DataFile;
 
 /// What an index search over one snapshot of a table reads.
@@ -309,13 +308,12 @@ fn file_candidates(
     let total = rows(&batches);
     let eligible =
         |row: u64| (row as usize) < total && passes.as_ref().is_none_or(|mask| mask[row as usize]);
-    let matches = match &passes {
-        Some(_) => graph.filtered_search(query, spec.k, eligible),
-        None => graph.search(query, spec.k),
-    }
-    .map_err(|e| IndexError::Library(e.to_string()))?;
-    let mut chosen: Vec<u64> = matches
-        .keys
+    let accept: Option<&(dyn Fn(u64) -> bool + Sync)> = match &passes {
+        Some(_) => Some(&eligible),
+        None => None,
+    };
+    let mut chosen: Vec<u64> = graph
+        .search(query, spec.k, accept)?
         .into_iter()
         .filter(|key| eligible(*key))
         .collect();

@@ -11,10 +11,9 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
-use usearch::Index;
 
 use super::definition::IndexDefinition;
-use super::file_index::{self, graph_path, Unindexed};
+use super::file_index::{self, graph_path, GraphView, Unindexed};
 use super::IndexError;
 use crate::storage::committer::DataFile;
 use crate::storage::durability::sync_path;
@@ -33,7 +32,7 @@ pub const MIN_GRAPH_ROWS: usize = 1024;
 /// the index object, and a memory-mapped view costs no memory of its own).
 #[derive(Default)]
 struct FileGraph {
-    views: Mutex<HashMap<usize, Arc<Index>>>,
+    views: Mutex<HashMap<usize, Arc<GraphView>>>,
     unindexed: OnceLock<Arc<Unindexed>>,
 }
 
@@ -186,12 +185,12 @@ impl TableIndexes {
 
     /// The graph of `file` for `definition`, searching `ef_search` candidates, or `None`
     /// while the file has none yet (it is then scheduled for a background build).
-    pub fn graph(
+    pub(super) fn graph(
         &self,
         definition: &IndexDefinition,
         file: &Path,
         ef_search: usize,
-    ) -> Option<Arc<Index>> {
+    ) -> Option<Arc<GraphView>> {
         let path = graph_path(&self.index_dir(definition), file);
         let graph = self.graphs.lock().get(&path).cloned();
         let graph = match graph {
@@ -207,7 +206,7 @@ impl TableIndexes {
         if let Some(view) = views.get(&ef_search) {
             return Some(view.clone());
         }
-        match file_index::open(&path, ef_search) {
+        match GraphView::open(&path, ef_search) {
             Ok(view) => {
                 let view = Arc::new(view);
                 views.insert(ef_search, view.clone());
