@@ -46,34 +46,7 @@ use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
 use crate::sqlstate::{self, sqlstate_of, SqlState};
 use crate::storage::create_or_replace;
-use crate::storage::vector_index::{index_owner, is_index_statement};
-
-/// The tables whose indexes a `CREATE INDEX` or `DROP INDEX` changes.
-async fn indexed_tables(statement: &Statement, context: &SessionContext) -> Vec<String> {
-    match statement {
-        Statement::CreateIndex(create) => vec![create
-            .table_name
-            .0
-            .last()
-            .map(|part| part.to_string())
-            .unwrap_or_default()],
-        Statement::Drop { names, .. } => {
-            let mut tables = Vec::new();
-            for name in names {
-                let index = name
-                    .0
-                    .last()
-                    .map(|part| part.to_string())
-                    .unwrap_or_default();
-                if let Some(owner) = index_owner(context, &index).await {
-                    tables.push(owner.table().to_string());
-                }
-            }
-            tables
-        }
-        _ => Vec::new(),
-    }
-}
+use crate::storage::vector_index::{indexed_tables, is_index_statement};
 
 /// The largest statement text accepted. Postgres allows up to 1 GiB; a statement of
 /// megabytes is a mistake (or an attack) that would otherwise tie up parser and planner.

@@ -114,13 +114,16 @@ pub(super) fn build(
 ) -> Result<(), IndexError> {
     let (columns, unindexed) = file_vectors(definition, batches, column)?;
     let rows: usize = columns.iter().map(Vectors::len).sum();
-    let skipped: std::collections::HashSet<u64> = unindexed.rows.iter().copied().collect();
-    let mut keyed: Vec<(u64, &[f32])> = Vec::with_capacity(rows - skipped.len());
+    // `unindexed.rows` ascends, as the positions do: walk both together.
+    let mut skipped = unindexed.rows.iter().peekable();
+    let mut keyed: Vec<(u64, &[f32])> = Vec::with_capacity(rows - unindexed.rows.len());
     let mut position = 0u64;
     for vectors in &columns {
         for row in 0..vectors.len() {
-            if let Some(values) = vectors.row(row).filter(|_| !skipped.contains(&position)) {
-                keyed.push((position, values));
+            if skipped.next_if_eq(&&position).is_none() {
+                if let Some(values) = vectors.row(row) {
+                    keyed.push((position, values));
+                }
             }
             position += 1;
         }

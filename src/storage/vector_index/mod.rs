@@ -29,7 +29,7 @@ pub use rule::{HnswOptions, VectorTopKRule};
 pub use search::IndexedScanExec;
 pub(crate) use search::ScanSource;
 pub use statements::{
-    execute_index_statement, index_owner, is_index_statement, parse_index_statement,
+    execute_index_statement, index_owner, indexed_tables, is_index_statement, parse_index_statement,
 };
 pub use table_indexes::{TableIndexes, INDEX_DIR};
 

@@ -90,6 +90,28 @@ async fn durable_tables(context: &SessionContext) -> Vec<Arc<dyn TableProvider>>
     tables
 }
 
+/// The tables whose indexes a `CREATE INDEX` or `DROP INDEX` changes (for privilege
+/// checks: only a table's owner may).
+pub async fn indexed_tables(statement: &Statement, context: &SessionContext) -> Vec<String> {
+    match statement {
+        Statement::CreateIndex(create) => vec![last_name(&create.table_name)],
+        Statement::Drop {
+            object_type: ObjectType::Index,
+            names,
+            ..
+        } => {
+            let mut tables = Vec::new();
+            for name in names {
+                if let Some(owner) = index_owner(context, &last_name(name)).await {
+                    tables.push(owner.table().to_string());
+                }
+            }
+            tables
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The table holding index `name`, if any does.
 pub async fn index_owner(context: &SessionContext, name: &str) -> Option<Arc<TableIndexes>> {
     for table in durable_tables(context).await {
@@ -184,18 +206,22 @@ fn first_dimension(
         column: column_name.to_string(),
         reason: e.to_string(),
     };
-    let mut batches = Vec::new();
+    let first_in = |batches: &[datafusion::arrow::record_batch::RecordBatch]| {
+        for batch in batches {
+            let vectors =
+                Vectors::try_new(batch.column(column), column_name).map_err(vectors_error)?;
+            if let Some(values) = (0..vectors.len()).find_map(|row| vectors.row(row)) {
+                return Ok(Some(values.len()));
+            }
+        }
+        Ok(None)
+    };
     for file in files {
-        batches.extend(indexes.batches(&file.path)?.iter().cloned());
-    }
-    batches.extend(pending.iter().cloned());
-    for batch in &batches {
-        let vectors = Vectors::try_new(batch.column(column), column_name).map_err(vectors_error)?;
-        if let Some(values) = (0..vectors.len()).find_map(|row| vectors.row(row)) {
-            return Ok(values.len());
+        if let Some(dimension) = first_in(&indexes.batches(&file.path)?)? {
+            return Ok(dimension);
         }
     }
-    Err(IndexError::NoVectors(column_name.to_string()))
+    first_in(pending)?.ok_or_else(|| IndexError::NoVectors(column_name.to_string()))
 }
 
 async fn drop_indexes(

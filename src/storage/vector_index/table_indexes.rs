@@ -257,6 +257,10 @@ impl TableIndexes {
             let dir = self.index_dir(&definition);
             for file in files.iter() {
                 let target = graph_path(&dir, &file.path);
+                // Graphs already opened need no look at the disk (this runs per query).
+                if self.graphs.lock().contains_key(&target) {
+                    continue;
+                }
                 if !target.exists() && self.building.lock().insert(target.clone()) {
                     missing.push((definition.clone(), file.path.clone(), target));
                 }
