@@ -1,5 +1,6 @@
--- Personalised recommendations: top 5 products per user by cosine to the user vector,
--- with softmax probabilities, excluding what the user already bought; users without
+-- Personalised recommendations: top 5 products per user by cosine to the user vector
+-- (among each user's 50 nearest), with softmax probabilities, excluding what the user
+-- already bought; users without
 -- history (cold start) get the most popular products.
 -- Needs: 01_product_vectors.sql, 02_user_vectors.sql
 
@@ -10,11 +11,13 @@ FROM events GROUP BY product_id;
 
 CREATE OR REPLACE TABLE recommendations AS
 WITH candidates AS (
-  SELECT u.user_id, pv.product_id, cosine(u.vec, pv.vec) AS score
-  FROM user_vectors u CROSS JOIN product_vectors pv
+  -- The 50 nearest products of every user at once (through product_vectors' HNSW index
+  -- when it has one: CREATE INDEX ON product_vectors USING hnsw (vec vector_cosine_ops)).
+  SELECT n.query_id AS user_id, n.neighbour_id AS product_id, n.score
+  FROM nearest('user_vectors', 'user_id', 'vec', 'product_vectors', 'product_id', 'vec', 50) n
   WHERE NOT EXISTS (
     SELECT 1 FROM events b
-    WHERE b.user_id = u.user_id AND b.product_id = pv.product_id AND b.event_type = 'purchase'
+    WHERE b.user_id = n.query_id AND b.product_id = n.neighbour_id AND b.event_type = 'purchase'
   )
 ),
 ranked AS (

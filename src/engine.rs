@@ -23,7 +23,7 @@ use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
 use crate::demo;
 use crate::server::roles::{RoleCatalog, RoleError, ROLES_FILE};
-use crate::storage::vector_index::{HnswOptions, VectorTopKRule};
+use crate::storage::vector_index::{HnswOptions, Nearest, VectorTopKRule};
 use crate::storage::{DurableSchema, StorageError, TableCache, WriterPolicy, TABLES_DIR};
 
 /// Why the engine could not be built.
@@ -168,6 +168,7 @@ impl Engine {
         let models = Arc::new(ModelRegistry::new(models));
         rankql_udfs::register_all(&context, models.clone());
         install_vector_operators(&context)?;
+        context.register_udtf("nearest", Arc::new(Nearest::new(&context)));
         install_delta_reader(&context);
         if let (Some(schema), Some(catalog)) = (&storage, context.catalog("datafusion")) {
             catalog.register_schema("public", schema.clone())?;

@@ -90,6 +90,19 @@ async fn every_pipeline_runs_on_the_demo_and_makes_sense() {
     .await;
     assert!(same[0][0].parse::<f64>().unwrap() > 0.7, "{same:?}");
 
+    // Every product has 10 content neighbours (`nearest`), never itself, mostly its category.
+    let content = query(
+        context,
+        "SELECT min(n), max(n), sum(self), avg(same) FROM (SELECT n.item, count(*) AS n, \
+         sum(CASE WHEN n.item = n.neighbour THEN 1 ELSE 0 END) AS self, \
+         avg(CASE WHEN pi.category = pn.category THEN 1.0 ELSE 0.0 END) AS same \
+         FROM item_content_neighbours n JOIN products pi ON pi.product_id = n.item \
+         JOIN products pn ON pn.product_id = n.neighbour GROUP BY n.item)",
+    )
+    .await;
+    assert_eq!(content[0][..3], ["10", "10", "0"], "{content:?}");
+    assert!(content[0][3].parse::<f64>().unwrap() > 0.7, "{content:?}");
+
     // Ads respect the frequency cap: user 1 has seen campaign 3 twice.
     let capped = query(
         context,

@@ -353,3 +353,98 @@ async fn concurrent_clients_and_a_kill_mid_build() {
         .unwrap_err();
     assert_eq!(dims.code().map(|c| c.code()), Some("42804"), "{dims}");
 }
+
+/// `(query_id, neighbour_id)` pairs of a `nearest(…)` or exact per-row top-k query.
+async fn pairs(engine: &Engine, sql: &str) -> std::collections::BTreeSet<(i64, i64)> {
+    run(engine, sql)
+        .await
+        .iter()
+        .flat_map(|b| {
+            let q = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+            let n = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+            q.into_iter().zip(n)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_gives_every_row_its_top_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(durable(dir.path())).await.unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    vecs(&engine, &mut rng).await;
+    run(
+        &engine,
+        "CREATE TABLE queries AS SELECT id, v FROM vecs WHERE id % 400 = 0",
+    )
+    .await;
+    let exact = |order: &str| {
+        format!(
+            "SELECT query_id, neighbour_id FROM (SELECT q.id AS query_id, t.id AS neighbour_id, \
+             row_number() OVER (PARTITION BY q.id ORDER BY {order}, t.id) AS r \
+             FROM queries q CROSS JOIN vecs t) WHERE r <= 5"
+        )
+    };
+    let cosine_truth = pairs(&engine, &exact("cosine(q.v, t.v) DESC")).await;
+    let l2_truth = pairs(&engine, &exact("l2_distance(q.v, t.v)")).await;
+    let nearest = |metric: &str| {
+        format!("SELECT * FROM nearest('queries', 'id', 'v', 'vecs', 'id', 'v', 5, '{metric}')")
+    };
+    // Without an index: exact.
+    assert_eq!(pairs(&engine, &nearest("cosine")).await, cosine_truth);
+    assert_eq!(pairs(&engine, &nearest("l2")).await, l2_truth);
+    assert_eq!(cosine_truth.len(), 31 * 5);
+    // With one: approximate at ef_search 40, exact when a search would visit every vector.
+    run(
+        &engine,
+        "CREATE INDEX ON vecs USING hnsw (v vector_cosine_ops)",
+    )
+    .await;
+    run(&engine, "SET hnsw.ef_search = 40").await;
+    let found = pairs(&engine, &nearest("cosine")).await;
+    let recall = found.intersection(&cosine_truth).count() as f64 / cosine_truth.len() as f64;
+    assert!(recall >= 0.9, "recall@5 {recall:.3}");
+    run(&engine, "SET hnsw.ef_search = 5000").await;
+    assert_eq!(pairs(&engine, &nearest("cosine")).await, cosine_truth);
+    let ranks = run(
+        &engine,
+        "SELECT min(rank), max(rank), count(DISTINCT query_id) FROM nearest('queries', 'id', 'v', 'vecs', 'id', 'v', 5)",
+    )
+    .await;
+    let ranks = pretty_format_batches(&ranks).unwrap().to_string();
+    assert!(
+        ranks.contains("| 1 ") && ranks.contains("| 5 ") && ranks.contains("| 31 "),
+        "{ranks}"
+    );
+    for (sql, error) in [
+        (
+            "SELECT * FROM nearest('queries', 'id', 'v', 'vecs', 'id', 'v')",
+            "got 6 arguments",
+        ),
+        (
+            "SELECT * FROM nearest('nope', 'id', 'v', 'vecs', 'id', 'v', 5)",
+            "table nope does not exist",
+        ),
+        (
+            "SELECT * FROM nearest('queries', 'id', 'w', 'vecs', 'id', 'v', 5)",
+            "queries has no column w",
+        ),
+        (
+            "SELECT * FROM nearest('queries', 'id', 'v', 'vecs', 'id', 'v', 0)",
+            "k must be",
+        ),
+        (
+            "SELECT * FROM nearest('queries', 'id', 'v', 'vecs', 'id', 'v', 5, 'l1')",
+            "unknown metric",
+        ),
+    ] {
+        let message = match engine.context.sql(sql).await {
+            Ok(frame) => frame.collect().await.err().map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(error)),
+            "{sql}: {message:?}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - `statements`: `CREATE INDEX` / `DROP INDEX`, for the server and `rankql run`.
 //! - `search`: the plan node that turns an index search into candidate rows.
 //! - `rule`: the optimizer rule that puts that node under `ORDER BY distance LIMIT k`.
+//! - `nearest`: the `nearest(…)` table function, top-k for every row of another table.
 //!
 //! Why it is always correct: the search node only chooses *which* rows go on to the
 //! query's own `ORDER BY … LIMIT` (and `WHERE`), which rank them exactly. Data files with
@@ -17,6 +18,7 @@
 
 mod definition;
 mod file_index;
+mod nearest;
 mod rule;
 mod search;
 mod statements;
@@ -25,6 +27,7 @@ mod table_indexes;
 use std::path::PathBuf;
 
 pub use definition::{IndexDefinition, Metric};
+pub use nearest::Nearest;
 pub use rule::{HnswOptions, VectorTopKRule};
 pub use search::IndexedScanExec;
 pub(crate) use search::ScanSource;
