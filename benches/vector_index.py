@@ -12,7 +12,9 @@ Measured, each on the same data in this run:
   with psycopg; DuckDB in-process, which flatters it), and 16 concurrent rankql clients
   (16 DuckDB cursors on one HNSW index crash DuckDB 1.5.5's vss);
 - rankql's exact scan (`ORDER BY (v <=> q) + 0`, which no rule rewrites);
-- a filtered top-10 (`WHERE bucket = 3`, 10% of rows): rows returned and recall.
+- a filtered top-10 (`WHERE bucket = 3`, 10% of rows): rows returned and recall;
+- the all-users job: `nearest(…)` top-10 for 2,000 users through the index, against
+  its exact ranking of 50 of them.
 
 Usage: vector_index.py RANKQL_BINARY ROWS DIM (run through benches/vector_index.sh).
 """
@@ -36,6 +38,8 @@ K = 10
 QUERIES = 100
 CLIENTS = 16
 EF_VALUES = (40, 100, 200)
+USERS = 2000
+USERS_EXACT = 50
 
 
 def clustered(rows, dim, seed):
@@ -146,7 +150,7 @@ def start_rankql(binary, data_dir):
     raise RuntimeError("rankql did not start")
 
 
-def bench_rankql(binary, work, parquet, queries, truth, filtered_truth):
+def bench_rankql(binary, work, parquet, queries, truth, filtered_truth, users):
     data_dir = os.path.join(work, "data")
     os.makedirs(data_dir)
     server, port = start_rankql(binary, data_dir)
@@ -205,6 +209,33 @@ def bench_rankql(binary, work, parquet, queries, truth, filtered_truth):
             f"EXPLAIN SELECT id FROM vecs ORDER BY v <=> '{literal(queries[0])}' LIMIT 10"
         ).fetchall()
         assert any("VectorSearchExec" in str(row) for row in plan), plan
+        # The all-users job: every user's top 10 at once through the index (ef_search 40),
+        # against the exact ranking of the first USERS_EXACT users. For unit vectors L2
+        # orders as cosine does, and with no L2 index `nearest(…, 'l2')` ranks exactly.
+        user_parquet, user_truth = users
+        con.execute(f"CREATE EXTERNAL TABLE usrc STORED AS PARQUET LOCATION '{user_parquet}'")
+        con.execute("CREATE TABLE users AS SELECT id, v FROM usrc")
+        con.execute(f"CREATE TABLE some_users AS SELECT id, v FROM usrc WHERE id < {USERS_EXACT}")
+        con.execute("SET hnsw.ef_search = 40")
+        job = "SELECT query_id, neighbour_id FROM nearest('{t}', 'id', 'v', 'vecs', 'id', 'v', 10{m})"
+        started = time.perf_counter()
+        rows = con.execute(job.format(t="users", m="")).fetchall()
+        index_s = time.perf_counter() - started
+        started = time.perf_counter()
+        exact_rows = con.execute(job.format(t="some_users", m=", 'l2'")).fetchall()
+        exact_s = time.perf_counter() - started
+        found = {}
+        for user, product in rows:
+            found.setdefault(user, []).append(product)
+        exact_found = {}
+        for user, product in exact_rows:
+            exact_found.setdefault(user, []).append(product)
+        results["all_users"] = (
+            len(user_truth) / index_s,
+            recall([found.get(u, []) for u in range(len(user_truth))], user_truth),
+            USERS_EXACT / exact_s,
+            recall([exact_found.get(u, []) for u in range(USERS_EXACT)], user_truth[:USERS_EXACT]),
+        )
     finally:
         server.terminate()
         server.wait()
@@ -264,10 +295,19 @@ def main():
         bucket3 = np.flatnonzero(np.arange(rows) % 10 == 3)
         filtered_truth = [list(bucket3[np.argsort(-s[bucket3])[:K]]) for s in scores]
         del scores
+        users = clustered(USERS, dim, seed=44)
+        user_truth = []
+        for start in range(0, USERS, 250):
+            block = users[start:start + 250] @ vectors.T
+            user_truth.extend(list(np.argsort(-s)[:K]) for s in block)
         parquet = os.path.join(work, "vectors.parquet")
         write_parquet(parquet, vectors)
+        user_parquet = os.path.join(work, "users.parquet")
+        write_parquet(user_parquet, users)
         del vectors
-        ours = bench_rankql(binary, work, parquet, queries, truth, filtered_truth)
+        ours = bench_rankql(
+            binary, work, parquet, queries, truth, filtered_truth, (user_parquet, user_truth)
+        )
         theirs = bench_duckdb(parquet, dim, queries, truth, filtered_truth)
         print()
         print(f"build (CREATE INDEX): rankql {ours['build_s']:.1f} s, DuckDB vss "
@@ -282,13 +322,16 @@ def main():
         for ef in EF_VALUES:
             r, q, c = ours[f"ef{ef}"]
             dr, dq, dc = theirs[f"ef{ef}"]
-            print(f"{ef:9} | {r:16.3f} {q:5.0f} {c:14.0f} | {dr:16.3f} {dq:5.0f} {dc:14.0f}")
+            print(f"{ef:9} | {r:16.3f} {q:5.0f} {c:14.0f} | {dr:16.3f} {dq:5.0f} {'n/a':>14}")
         print()
         for ef in EF_VALUES:
             r, q, c = ours[f"ef{ef}"]
             print(f"ef_search {ef}: rankql index / exact scan = {q / exact_qps:.1f}x queries/s; "
-                  f"rankql / DuckDB = {q / theirs[f'ef{ef}'][1]:.2f}x (1 client), "
-                  f"{c / theirs[f'ef{ef}'][2]:.2f}x (16 clients)")
+                  f"rankql / DuckDB = {q / theirs[f'ef{ef}'][1]:.2f}x (1 client)")
+        per_s, r, exact_per_s, exact_r = ours["all_users"]
+        print(f"all-users job (nearest, top 10 for each of {USERS:,} users, ef_search 40): "
+              f"{per_s:.0f} users/s, recall@10 {r:.3f}; exact ranking ({USERS_EXACT} users): "
+              f"{exact_per_s:.1f} users/s (recall {exact_r:.3f}) -> {per_s / exact_per_s:.0f}x")
         n, r, q = ours["filtered"]
         dn, dr, dq = theirs["filtered"]
         print(f"filtered (bucket = 3, 10%), ef_search 100: rankql fewest rows {n}/10, recall "
