@@ -139,12 +139,28 @@ impl TableIndexes {
             path: dir.clone(),
             source,
         })?;
-        for file in files {
+        let (started, total_bytes) = (
+            std::time::Instant::now(),
+            files.iter().map(|f| f.bytes).sum(),
+        );
+        let (mut done_bytes, mut vectors) = (0u64, 0usize);
+        for (number, file) in files.iter().enumerate() {
             let batches = self.batches(&file.path)?;
             if rows(&batches) >= MIN_GRAPH_ROWS {
                 let target = graph_path(&dir, &file.path);
                 file_index::build(&definition, &batches, column, &target, self.synchronous)?;
             }
+            done_bytes += file.bytes;
+            vectors += rows(&batches);
+            log_progress(
+                &definition.name,
+                number + 1,
+                files.len(),
+                vectors,
+                started,
+                done_bytes,
+                total_bytes,
+            );
         }
         let mut definitions = self.definitions.write();
         let mut saved: Vec<IndexDefinition> =
@@ -333,6 +349,27 @@ impl TableIndexes {
             })
             .unwrap_or_default()
     }
+}
+
+/// Logs how far `CREATE INDEX` is, per data file: files and vectors done, rate, time left
+/// (estimated from the bytes of data files still to do).
+fn log_progress(
+    index: &str,
+    files_done: usize,
+    files: usize,
+    vectors: usize,
+    started: std::time::Instant,
+    done_bytes: u64,
+    total_bytes: u64,
+) {
+    let seconds = started.elapsed().as_secs_f64();
+    let left = seconds * (total_bytes.saturating_sub(done_bytes)) as f64 / done_bytes.max(1) as f64;
+    tracing::info!(
+        index,
+        "CREATE INDEX: {files_done} of {files} data files, {vectors} vectors ({:.0}/s), \
+         about {left:.0} s left",
+        vectors as f64 / seconds.max(1e-9)
+    );
 }
 
 /// Rows in a file's batches.
