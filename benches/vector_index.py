@@ -16,7 +16,11 @@ Measured, each on the same data in this run:
 - the all-users job: `nearest(…)` top-10 for 2,000 users through the index, against
   its exact ranking of 50 of them.
 
-Usage: vector_index.py RANKQL_BINARY ROWS DIM (run through benches/vector_index.sh).
+With `minilm` as a fourth argument the vectors are instead real all-MiniLM-L6-v2
+embeddings (made by rankql's `embed()`) of ROWS distinct product titles (brand, adjective,
+colour, material, product, use), and the queries and users are further titles.
+
+Usage: vector_index.py RANKQL_BINARY ROWS DIM [minilm] (run through benches/vector_index.sh).
 """
 
 import os
@@ -283,19 +287,92 @@ def bench_duckdb(parquet, dim, queries, truth, filtered_truth):
     return results
 
 
+BRANDS = ("Kinetic", "Northwind", "Alpine", "Urban", "Lumen", "Solstice", "Harbor", "Vertex",
+          "Pioneer", "Maple", "Nimbus", "Cobalt", "Sierra", "Orion", "Willow", "Atlas",
+          "Ember", "Tundra", "Coral", "Zenith")
+ADJECTIVES = ("lightweight", "waterproof", "ergonomic", "compact", "premium", "organic",
+              "wireless", "foldable", "insulated", "breathable", "rechargeable", "vintage",
+              "heavy-duty", "slim", "noise-cancelling", "stainless", "handmade", "smart",
+              "portable", "adjustable")
+COLOURS = ("black", "white", "navy", "olive", "red", "grey", "sand", "teal", "pink", "walnut")
+MATERIALS = ("leather", "cotton", "bamboo", "steel", "ceramic", "wool", "mesh", "oak",
+             "silicone", "linen")
+PRODUCTS = ("running shoes", "hiking boots", "backpack", "water bottle", "coffee grinder",
+            "espresso machine", "desk lamp", "office chair", "headphones", "bluetooth speaker",
+            "yoga mat", "dumbbells", "rain jacket", "wool sweater", "sunglasses", "wrist watch",
+            "phone case", "laptop sleeve", "chef knife", "frying pan", "tea kettle",
+            "throw blanket", "pillow", "bed sheets", "tent", "sleeping bag", "bike helmet",
+            "camera bag", "notebook", "fountain pen", "board game", "baby stroller",
+            "dog bed", "cat tree", "garden hose", "plant pot", "wall clock", "mirror",
+            "face cream", "shampoo")
+USES = ("trail running", "the office", "travel", "home cooking", "camping", "the gym",
+        "kids", "winter", "summer evenings", "students", "gifts", "daily commute")
+
+
+def minilm_vectors(binary, work, count, seed=7):
+    """`count` distinct product titles (brand, adjective, colour, material, product, use)
+    embedded by rankql's `embed()` (all-MiniLM-L6-v2), in title order."""
+    rng = np.random.default_rng(seed)
+    titles, seen = [], set()
+    while len(titles) < count:
+        parts = (BRANDS[rng.integers(len(BRANDS))], ADJECTIVES[rng.integers(len(ADJECTIVES))],
+                 COLOURS[rng.integers(len(COLOURS))], MATERIALS[rng.integers(len(MATERIALS))],
+                 PRODUCTS[rng.integers(len(PRODUCTS))], USES[rng.integers(len(USES))])
+        title = "{} {} {} {} {} for {}".format(*parts)
+        if title not in seen:
+            seen.add(title)
+            titles.append(title)
+    csv = os.path.join(work, "titles.csv")
+    with open(csv, "w") as out:
+        out.write("id,title\n")
+        for i, title in enumerate(titles):
+            out.write(f"{i},{title}\n")
+    embedded = os.path.join(work, "embedded.parquet")
+    script = os.path.join(work, "embed.sql")
+    with open(script, "w") as out:
+        out.write(
+            f"CREATE EXTERNAL TABLE titles STORED AS CSV LOCATION '{csv}' "
+            "OPTIONS ('format.has_header' 'true');\n"
+            f"COPY (SELECT id, embed(title) AS v FROM titles) TO '{embedded}' STORED AS PARQUET;\n"
+        )
+    started = time.perf_counter()
+    subprocess.run([binary, "run", "--in-memory", script], check=True, stdout=subprocess.DEVNULL)
+    print(f"embedded {count:,} titles in {time.perf_counter() - started:.0f} s", flush=True)
+    raw = embedded + ".f32"
+    subprocess.run([sys.executable, "-c", f"""
+import numpy as np, pyarrow.parquet as pq
+t = pq.read_table({embedded!r}).sort_by("id")
+v = np.asarray(t.column("v").combine_chunks().flatten(), dtype=np.float32)
+v.tofile({raw!r})
+"""], check=True)
+    vectors = np.fromfile(raw, dtype=np.float32).reshape(count, -1)
+    os.remove(raw)
+    return vectors
+
+
 def main():
     binary, rows, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    minilm = sys.argv[4:] == ["minilm"]
     work = tempfile.mkdtemp(prefix="rankql-vector-index-")
     try:
-        print(f"{rows:,} x {dim} clustered unit vectors, {QUERIES} queries, k = {K}", flush=True)
-        vectors = clustered(rows, dim, seed=42)
-        queries = clustered(QUERIES, dim, seed=43)
+        if minilm:
+            print(f"{rows:,} MiniLM embeddings of product titles, {QUERIES} queries, k = {K}",
+                  flush=True)
+            embedded = minilm_vectors(binary, work, rows + QUERIES + USERS)
+            vectors, queries = embedded[:rows], embedded[rows:rows + QUERIES]
+            users = embedded[rows + QUERIES:]
+            dim = vectors.shape[1]
+        else:
+            print(f"{rows:,} x {dim} clustered unit vectors, {QUERIES} queries, k = {K}",
+                  flush=True)
+            vectors = clustered(rows, dim, seed=42)
+            queries = clustered(QUERIES, dim, seed=43)
+            users = clustered(USERS, dim, seed=44)
         scores = queries @ vectors.T
         truth = [list(np.argsort(-s)[:K]) for s in scores]
         bucket3 = np.flatnonzero(np.arange(rows) % 10 == 3)
         filtered_truth = [list(bucket3[np.argsort(-s[bucket3])[:K]]) for s in scores]
         del scores
-        users = clustered(USERS, dim, seed=44)
         user_truth = []
         for start in range(0, USERS, 250):
             block = users[start:start + 250] @ vectors.T

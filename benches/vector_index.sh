@@ -2,7 +2,8 @@
 # rankql's HNSW index against its own exact scan and DuckDB's `vss` HNSW, in one run on
 # the same clustered vectors (see benches/vector_index.py for what is measured).
 #
-# Usage: [RANKQL_BIN=path] benches/vector_index.sh [ROWS] [DIM]   (default 1000000 384)
+# Usage: [RANKQL_BIN=path] benches/vector_index.sh [ROWS] [DIM] [minilm]   (default 1000000 384;
+#        minilm: real MiniLM embeddings of product titles, needs `python3 models/fetch.py`)
 # Python packages (numpy, pyarrow, duckdb==1.5.5, duckdb-extension-vss, psycopg) go into a
 # virtual environment under ~/.cache/rankql-bench.
 set -euo pipefail
@@ -14,4 +15,4 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet numpy pyarrow duckdb==1.5.5 duckdb-extension-vss==1.5.5 "psycopg[binary]"
 fi
-exec "$venv/bin/python" benches/vector_index.py "$rankql" "${1:-1000000}" "${2:-384}"
+exec "$venv/bin/python" benches/vector_index.py "$rankql" "${1:-1000000}" "${2:-384}" ${3:+"$3"}
