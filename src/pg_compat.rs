@@ -1,7 +1,8 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
 //! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
-//! `pg_type_is_visible`, `pg_get_indexdef`; and the version rankql identifies as.
+//! `pg_type_is_visible`, `pg_get_indexdef` (for servers without a data directory,
+//! which have no indexes); and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
 //! DataGrip, pgcli and Superset fail their first screen on the others. The answers are

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::MemTable;
+use datafusion::catalog::{MemTable, SchemaProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 
-use super::DurableSchema;
+use super::{DurableSchema, DurableTable};
 
 /// Runs `plan` if it is `CREATE OR REPLACE TABLE` of a durable table and returns its
 /// outcome; `None` for every other plan, which the caller runs as usual.
@@ -47,7 +47,20 @@ pub async fn create_or_replace(
         // runs on the writers' runtime).
         durable
             .replace(&name.table, &table)
-            .map_err(DataFusionError::from)
+            .map_err(DataFusionError::from)?;
+        // The statement ends when the kept indexes' graphs are built, as `CREATE INDEX`
+        // does: the next query is served by them (it is exact, only slower, before).
+        let replacement = durable.table(&name.table).await?;
+        let indexes = replacement
+            .as_ref()
+            .and_then(|table| table.downcast_ref::<DurableTable>())
+            .map(|table| table.indexes().clone());
+        if let Some(indexes) = indexes {
+            tokio::task::spawn_blocking(move || indexes.wait_for_builds())
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        }
+        Ok(())
     };
     Some(replaced.await)
 }

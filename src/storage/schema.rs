@@ -240,6 +240,23 @@ impl DurableSchema {
         }
         self.write_new_table(name, &staged, memory)?;
         let old = self.read_tables().get(name).cloned();
+        if let Some(old) = old.as_ref().and_then(|t| t.downcast_ref::<DurableTable>()) {
+            let dropped = old
+                .indexes()
+                .carry_over(&staged, &delta_schema(&memory.schema()))
+                .map_err(|source| StorageError::Index {
+                    table: name.to_string(),
+                    source: Box::new(source),
+                })?;
+            for index in dropped {
+                tracing::warn!(
+                    table = name,
+                    index,
+                    "CREATE OR REPLACE TABLE dropped the \
+                    index: its column is gone or has another dimension"
+                );
+            }
+        }
         if let Some(old) = old {
             self.block_on(name, async move {
                 if let Some(durable) = old.downcast_ref::<DurableTable>() {

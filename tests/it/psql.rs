@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::start_server;
+use crate::common::{options, start_server, start_server_with};
 
 /// Runs psql with `args`; `None` (and a message) when psql is not installed.
 pub(crate) async fn psql(port: u16, args: &[&str]) -> Option<(bool, String, String)> {
@@ -84,6 +84,39 @@ async fn psql_queries_and_describes() {
     .await
     .unwrap();
     assert!(!ok && err.contains("42P01"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_a_tables_vector_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server_with(rankql::engine::EngineOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..options(false)
+    })
+    .await;
+    let setup = [
+        "-c",
+        "CREATE TABLE items AS SELECT value AS id, make_array(CAST(value AS REAL), 1.0) AS v \
+         FROM range(0, 10)",
+        "-c",
+        "CREATE INDEX ON items USING hnsw (v vector_l2_ops)",
+    ];
+    let Some((ok, _, err)) = psql(server.port, &setup).await else {
+        return;
+    };
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(server.port, &["-c", "\\d items"]).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Indexes:")
+            && out.contains("\"items_v_idx\" hnsw (v vector_l2_ops) WITH (m = 16"),
+        "{out}"
+    );
+    let (ok, out, err) = psql(server.port, &["-c", "\\di"]).await.unwrap();
+    assert!(
+        ok && out.contains("items_v_idx") && out.contains("index"),
+        "{out}{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

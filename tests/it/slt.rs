@@ -10,6 +10,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
+use rankql::storage::create_or_replace;
 use rankql::storage::vector_index::{execute_index_statement, parse_index_statement};
 
 use crate::common::{demo_engine, options};
@@ -28,7 +29,13 @@ impl sqllogictest::AsyncDB for Engine {
             }
             return Ok(DBOutput::StatementComplete(0));
         }
-        let frame = self.0.sql(sql).await?;
+        // As `rankql run` and the server do: CREATE OR REPLACE of a durable table swaps it.
+        let plan = self.0.state().create_logical_plan(sql).await?;
+        if let Some(replaced) = create_or_replace(&self.0, &plan).await {
+            replaced?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let frame = self.0.execute_logical_plan(plan).await?;
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await?;
         if schema.fields().is_empty() || is_statement(sql) {

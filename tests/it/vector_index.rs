@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use rand::{Rng, SeedableRng};
 use rankql::engine::{Engine, EngineOptions};
+use rankql::storage::create_or_replace;
 use rankql::storage::vector_index::{execute_index_statement, parse_index_statement};
 
 use crate::common::{connect, options};
@@ -33,9 +34,19 @@ async fn run(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
             .unwrap_or_else(|e| panic!("{sql_start}: {e}"));
         return Vec::new();
     }
+    let plan = engine
+        .context
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql_start}: {e}"));
+    if let Some(replaced) = create_or_replace(&engine.context, &plan).await {
+        replaced.unwrap_or_else(|e| panic!("{sql_start}: {e}"));
+        return Vec::new();
+    }
     engine
         .context
-        .sql(sql)
+        .execute_logical_plan(plan)
         .await
         .unwrap_or_else(|e| panic!("{sql_start}: {e}"))
         .collect()
@@ -129,6 +140,7 @@ async fn the_rule_rewrites_only_indexed_top_k_shapes() {
         format!("SELECT id, cosine(v, {q}) AS score FROM vecs ORDER BY score DESC LIMIT 5"),
         format!("SELECT id FROM vecs WHERE bucket = 3 ORDER BY cosine({q}, v) DESC LIMIT 5"),
         format!("SELECT id FROM vecs ORDER BY 1 - cosine(v, {q}) LIMIT 5 OFFSET 2"),
+        "SELECT id FROM vecs ORDER BY v <=> (SELECT v FROM vecs WHERE id = 7) LIMIT 5".into(),
     ] {
         let plan = explain(&engine, &sql).await;
         assert!(
@@ -269,6 +281,20 @@ async fn fresh_rows_are_found_and_indexes_survive_a_restart() {
     )
     .await);
     assert_eq!(top, vec![-1], "after a restart");
+    let plan = explain(
+        &engine,
+        &format!("SELECT id FROM vecs ORDER BY v <=> '{q}' LIMIT 1"),
+    )
+    .await;
+    assert!(plan.contains("VectorSearchExec"), "{plan}");
+    // CREATE OR REPLACE keeps the index, its graphs built again before it returns.
+    run(
+        &engine,
+        "CREATE OR REPLACE TABLE vecs AS SELECT * FROM vecs WHERE id >= 0",
+    )
+    .await;
+    let count = std::fs::read_dir(&graphs).unwrap().count();
+    assert!(count >= 1, "the replaced table's graphs are built");
     let plan = explain(
         &engine,
         &format!("SELECT id FROM vecs ORDER BY v <=> '{q}' LIMIT 1"),

@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
+use rankql_udfs::vector::args::declared_dimension;
 
 use super::definition::IndexDefinition;
 use super::file_index::{self, graph_path, GraphView, Unindexed};
@@ -47,6 +48,8 @@ pub struct TableIndexes {
     graphs: Mutex<HashMap<PathBuf, Arc<FileGraph>>>,
     /// Graph files being built now, so each is built once.
     building: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Signalled each time a background build ends.
+    built: Arc<Condvar>,
 }
 
 impl std::fmt::Debug for TableIndexes {
@@ -82,7 +85,45 @@ impl TableIndexes {
             definitions: RwLock::new(definitions.into_iter().map(Arc::new).collect()),
             graphs: Mutex::default(),
             building: Arc::default(),
+            built: Arc::default(),
         })
+    }
+
+    /// Writes the definitions that still fit a table of `schema` (the indexed column is
+    /// there, with the same dimension where its type declares one) as the indexes of the
+    /// new table in `table_dir`, and returns the names of those that no longer fit.
+    /// `CREATE OR REPLACE TABLE` keeps a table's indexes this way, as a job that rebuilds
+    /// a table every night expects; the new table builds their graphs when it opens.
+    pub(crate) fn carry_over(
+        &self,
+        table_dir: &Path,
+        schema: &SchemaRef,
+    ) -> Result<Vec<String>, IndexError> {
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        for definition in self.definitions() {
+            let fits = schema
+                .field_with_name(&definition.column)
+                .is_ok_and(|field| match declared_dimension(field.data_type()) {
+                    Some(dimension) => dimension == definition.dimension,
+                    None => true,
+                });
+            match fits {
+                true => kept.push(definition.as_ref().clone()),
+                false => dropped.push(definition.name.clone()),
+            }
+        }
+        if !kept.is_empty() {
+            write_definitions(&table_dir.join(INDEX_DIR), &kept, self.synchronous)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Waits until the graphs being built in the background are saved.
+    pub fn wait_for_builds(&self) {
+        let mut building = self.building.lock();
+        while !building.is_empty() {
+            self.built.wait(&mut building);
+        }
     }
 
     /// The table's name.
@@ -290,6 +331,7 @@ impl TableIndexes {
             for (definition, file, target) in missing {
                 let outcome = indexes.build_missing(&definition, &file, &target);
                 indexes.building.lock().remove(&target);
+                indexes.built.notify_all();
                 if let Err(error) = outcome {
                     tracing::warn!(index = %definition.name, file = %file.display(),
                         "building a graph failed; the file is scanned exactly: {error}");
@@ -331,6 +373,8 @@ impl TableIndexes {
             return Ok(());
         }
         let column = self.column(definition)?;
+        let dir = self.index_dir(definition);
+        std::fs::create_dir_all(&dir).map_err(|source| IndexError::Io { path: dir, source })?;
         file_index::build(definition, &batches, column, target, self.synchronous)?;
         tracing::info!(index = %definition.name, file = %file.display(), rows = rows(&batches),
             "graph built");
