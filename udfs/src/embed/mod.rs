@@ -5,12 +5,14 @@
 //! no fixed padding) → [`batcher`] (deduplicate, sort by length, micro-batches under a
 //! token budget) → [`runtime`] (ONNX Runtime sessions on CPU or CUDA) → [`pooling`]
 //! (mean or CLS, L2 normalisation) → [`cache`] (model, text hash → vector) → [`udf`].
-//! [`registry`] finds and loads models by name; [`stats`] makes the cache visible in SQL.
+//! [`registry`] finds and loads models by name; [`stats`] makes the cache visible in SQL,
+//! [`models_table`] the installed models.
 
 pub mod batcher;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod models_table;
 pub mod pooling;
 pub mod registry;
 pub mod runtime;

@@ -1,4 +1,4 @@
-//! The `embed([model,] text)` scalar function.
+//! The `embed([model,] text)` and `embed_query([model,] text)` scalar functions.
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,6 +12,7 @@ use datafusion::logical_expr::{
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::config::TextRole;
 use super::error::EmbedCallError;
 use super::registry::ModelRegistry;
 use crate::columnar::scalar_if_all_scalar;
@@ -19,19 +20,32 @@ use crate::interrupt::StatementInterrupt;
 use crate::vector::args::{vector_field, vector_type};
 
 /// `embed(text)` with the default model, `embed('model', text)` with a named one:
-/// a `vector(d)` (`FixedSizeList<Float32, d>`), NULL for a NULL text.
+/// a `vector(d)` (`FixedSizeList<Float32, d>`), NULL for a NULL text. `embed` embeds
+/// what is searched (a passage) and `embed_query` what is searched for: models such as e5
+/// put a different prefix before each (`passage: ` / `query: `); for others they agree.
 #[derive(Debug)]
 pub struct Embed {
     signature: Signature,
     registry: Arc<ModelRegistry>,
+    role: TextRole,
 }
 
 impl Embed {
-    /// `embed` backed by the models of `registry`.
+    /// `embed` (passages) backed by the models of `registry`.
     pub fn new(registry: Arc<ModelRegistry>) -> Self {
+        Self::for_role(registry, TextRole::Passage)
+    }
+
+    /// `embed_query` (queries) backed by the models of `registry`.
+    pub fn query(registry: Arc<ModelRegistry>) -> Self {
+        Self::for_role(registry, TextRole::Query)
+    }
+
+    fn for_role(registry: Arc<ModelRegistry>, role: TextRole) -> Self {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
             registry,
+            role,
         }
     }
 
@@ -50,7 +64,9 @@ impl Embed {
                 | ScalarValue::LargeUtf8(Some(name)),
             ) => Ok(name),
             _ => plan_err!(
-                "embed: the model name must be a constant string, as in embed('minilm', text)"
+                "{}: the model name must be a constant string, as in {}('minilm', text)",
+                self.name(),
+                self.name()
             ),
         }
     }
@@ -58,19 +74,22 @@ impl Embed {
 
 impl PartialEq for Embed {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.registry, &other.registry)
+        Arc::ptr_eq(&self.registry, &other.registry) && self.role == other.role
     }
 }
 impl Eq for Embed {}
 impl std::hash::Hash for Embed {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "embed".hash(state);
+        self.name().hash(state);
     }
 }
 
 impl ScalarUDFImpl for Embed {
     fn name(&self) -> &str {
-        "embed"
+        match self.role {
+            TextRole::Passage => "embed",
+            TextRole::Query => "embed_query",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -80,7 +99,8 @@ impl ScalarUDFImpl for Embed {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.is_empty() || arg_types.len() > 2 {
             return plan_err!(
-                "embed takes ([model,] text), got {} arguments",
+                "{} takes ([model,] text), got {} arguments",
+                self.name(),
                 arg_types.len()
             );
         }
@@ -91,7 +111,8 @@ impl ScalarUDFImpl for Embed {
             );
             if !is_text {
                 return plan_err!(
-                    "embed: text must be a string, got {data_type}; cast it with ::text"
+                    "{}: text must be a string, got {data_type}; cast it with ::text",
+                    self.name()
                 );
             }
         }
@@ -120,7 +141,9 @@ impl ScalarUDFImpl for Embed {
         };
         let model = match args.args.first().filter(|_| args.args.len() == 2) {
             Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => Some(name.clone()),
-            Some(_) => return plan_err!("embed: the model name must be a constant string"),
+            Some(_) => {
+                return plan_err!("{}: the model name must be a constant string", self.name())
+            }
             None => None,
         };
         let embedder = self
@@ -132,7 +155,21 @@ impl ScalarUDFImpl for Embed {
             &DataType::Utf8,
         )?;
         let texts = texts.as_string::<i32>();
-        let present: Vec<&str> = texts.iter().flatten().collect();
+        let prefix = embedder.config().prefix(self.role);
+        // The prefix is part of the text the model sees, so the cache keeps a text's
+        // query and passage vectors apart.
+        let prefixed: Vec<String> = match prefix.is_empty() {
+            true => Vec::new(),
+            false => texts
+                .iter()
+                .flatten()
+                .map(|t| format!("{prefix}{t}"))
+                .collect(),
+        };
+        let present: Vec<&str> = match prefix.is_empty() {
+            true => texts.iter().flatten().collect(),
+            false => prefixed.iter().map(String::as_str).collect(),
+        };
         let interrupt = StatementInterrupt::of(&args.config_options).cloned();
         let stop = || {
             interrupt
@@ -170,10 +207,15 @@ impl ScalarUDFImpl for Embed {
             DocumentationBuilder::new_with_details(
                 DOC_SECTION_OTHER,
                 "Sentence embedding of a text (mean pooling, L2-normalised by default). \
-                 Texts longer than the model's max_tokens are truncated.",
+                 Texts longer than the model's max_tokens are truncated. embed() embeds \
+                 what is searched, embed_query() what is searched for (e5 prefixes them \
+                 with 'passage: ' and 'query: ').",
                 "embed([model,] text)",
             )
-            .with_sql_example("SELECT id, embed(title || ' ' || description) FROM products")
+            .with_sql_example(
+                "SELECT id FROM products \
+                 ORDER BY cosine(embed('e5', title), embed_query('e5', '无线话筒')) DESC LIMIT 10",
+            )
             .build()
         }))
     }
