@@ -3,8 +3,9 @@
 
 - MovieLens-100K, from the PyPI wheel recbole==1.2.1 (GroupLens' terms forbid
   redistributing it, so it is fetched, never committed): ratings.csv, movies.csv.
-- Diginetica and Flipkart samples, from ../shared/data when present (converted to CSV
-  with plain headers); skipped with a message when that folder is absent.
+- Diginetica and Flipkart samples and the Chinese EcomGPT sets (OpenBG titles, Multi-CPR
+  queries), from ../shared/data when present (converted to CSV with plain headers and
+  numeric ids); skipped with a message when that folder is absent.
 
 Usage: python3 sql/eval/fetch_data.py   (idempotent; re-running re-uses the wheel)
 """
@@ -89,6 +90,32 @@ def convert_shared():
             description = " ".join(row["description"].split())[:1000]
             writer.writerow([number, row["product_name"], description, row["brand"], path])
     print(f"Diginetica and Flipkart samples written to {OUT}")
+    convert_chinese()
+
+
+def convert_chinese():
+    source = os.path.join(SHARED, "ecomgpt_zh")
+    target = os.path.join(OUT, "ecomgpt_zh")
+    os.makedirs(target, exist_ok=True)
+    with open(os.path.join(source, "openbg_products.csv"), newline="", encoding="utf-8") as rows, \
+            open(os.path.join(target, "openbg.csv"), "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["product_id", "title", "coarse", "fine"])
+        for number, row in enumerate(csv.DictReader(rows), start=1):
+            writer.writerow([number, " ".join(row["title"].split()), row["coarse"], row["fine"]])
+    with open(os.path.join(source, "mcpr_corpus.csv"), newline="", encoding="utf-8") as rows, \
+            open(os.path.join(target, "mcpr_corpus.csv"), "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["doc_id", "title"])
+        for row in csv.DictReader(rows):
+            writer.writerow([row["doc_id"], " ".join(row["title"].split())])
+    with open(os.path.join(source, "mcpr_qrels.csv"), newline="", encoding="utf-8") as rows, \
+            open(os.path.join(target, "mcpr_queries.csv"), "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["query_id", "query", "doc_id"])
+        for number, row in enumerate(csv.DictReader(rows), start=1):
+            writer.writerow([number, row["query"].strip(), row["doc_id"]])
+    print(f"Chinese EcomGPT sets written to {target}")
 
 
 def main():

@@ -54,6 +54,16 @@ CREATE OR REPLACE TABLE fk_semantic AS
 SELECT q.query_id, p.product_id, cosine(q.v, p.v) AS score
 FROM fk_query_vectors q CROSS JOIN fk_product_vectors p;
 
+-- The multilingual e5 on the same texts (titles as passages, queries as queries), to
+-- check that the model that reads Chinese loses nothing on English.
+CREATE OR REPLACE TABLE fk_product_vectors_e5 AS
+SELECT product_id, embed('e5', name || '. ' || substr(coalesce(description, ''), 1, 300)) AS v
+FROM fk_products;
+CREATE OR REPLACE TABLE fk_query_vectors_e5 AS SELECT query_id, embed_query('e5', query) AS v FROM fk_queries;
+CREATE OR REPLACE TABLE fk_semantic_e5 AS
+SELECT q.query_id, p.product_id, cosine(q.v, p.v) AS score
+FROM fk_query_vectors_e5 q CROSS JOIN fk_product_vectors_e5 p;
+
 CREATE OR REPLACE TABLE fk_ranked AS
 SELECT 'keyword' AS signal, query_id, product_id,
        row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id) AS rank
@@ -61,7 +71,11 @@ FROM fk_keyword WHERE score > 0
 UNION ALL
 SELECT 'embedding', query_id, product_id,
        row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id)
-FROM fk_semantic;
+FROM fk_semantic
+UNION ALL
+SELECT 'embedding e5', query_id, product_id,
+       row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id)
+FROM fk_semantic_e5;
 
 -- Fusion weights tried (each chosen on the validation queries).
 CREATE OR REPLACE TABLE fk_rrf_weights AS SELECT * FROM (VALUES (0.1), (0.2), (0.3), (0.5), (0.7)) AS w(w);
@@ -72,9 +86,11 @@ SELECT 'keyword only' AS method, '-' AS setting, query_id, product_id, rank FROM
 UNION ALL
 SELECT 'embedding only', '-', query_id, product_id, rank FROM fk_ranked WHERE signal = 'embedding' AND rank <= 10
 UNION ALL
+SELECT 'embedding only (e5)', '-', query_id, product_id, rank FROM fk_ranked WHERE signal = 'embedding e5' AND rank <= 10
+UNION ALL
 SELECT 'fused (rrf)', '-', query_id, product_id, rank FROM (
   SELECT query_id, product_id, row_number() OVER (PARTITION BY query_id ORDER BY score DESC, product_id) AS rank
-  FROM (SELECT query_id, product_id, sum(rrf(rank)) AS score FROM fk_ranked WHERE rank <= 100 GROUP BY query_id, product_id)
+  FROM (SELECT query_id, product_id, sum(rrf(rank)) AS score FROM fk_ranked WHERE rank <= 100 AND signal <> 'embedding e5' GROUP BY query_id, product_id)
 ) WHERE rank <= 10
 UNION ALL
 SELECT 'fused (rrf, weighted keyword)', 'keyword weight ' || CAST(w AS VARCHAR), query_id, product_id, rank FROM (
@@ -83,7 +99,7 @@ SELECT 'fused (rrf, weighted keyword)', 'keyword weight ' || CAST(w AS VARCHAR),
     SELECT k.w, r.query_id, r.product_id,
            sum(CASE WHEN r.signal = 'keyword' THEN k.w ELSE 1.0 END * rrf(r.rank)) AS score
     FROM fk_ranked r CROSS JOIN fk_rrf_weights k
-    WHERE r.rank <= 100 GROUP BY k.w, r.query_id, r.product_id)
+    WHERE r.rank <= 100 AND r.signal <> 'embedding e5' GROUP BY k.w, r.query_id, r.product_id)
 ) WHERE rank <= 10
 UNION ALL
 SELECT 'fused (cosine + w x keyword)', 'w=' || CAST(w AS VARCHAR), query_id, product_id, rank FROM (
