@@ -224,3 +224,22 @@ fn session_pool_gives_the_same_vectors() {
         assert!(cosine(x, y) >= 0.99999);
     }
 }
+
+/// A model directory with files missing is reported as not installed (58P01), naming
+/// the files it lacks, and `models()`-style listing still works for the others.
+#[test]
+fn a_broken_model_names_its_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("broken")).unwrap();
+    std::fs::write(dir.path().join("broken/model.json"), r#"{"dimension": 4}"#).unwrap();
+    let registry = ModelRegistry::new(EmbedOptions::new(dir.path()));
+    let error = registry.embedder("broken").err().expect("a broken model");
+    assert_eq!(error.sqlstate(), "58P01");
+    assert!(
+        error
+            .to_string()
+            .contains("(missing model.onnx, tokenizer.json)"),
+        "{error}"
+    );
+    assert_eq!(registry.installed_models(), vec!["broken".to_string()]);
+}

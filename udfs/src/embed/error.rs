@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum EmbedError {
     /// The model's directory or one of its files is not on disk.
     #[error(
-        "model '{name}' is not installed in {dir}: run `python3 models/fetch.py` \
+        "model '{name}' is not installed in {dir}{missing}: run `python3 models/fetch.py` \
          (installed models: {available})"
     )]
     ModelNotInstalled {
@@ -15,6 +15,9 @@ pub enum EmbedError {
         name: String,
         /// Where it was looked for.
         dir: PathBuf,
+        /// The files its directory lacks (`" (missing model.onnx)"`), empty when there is
+        /// no such directory.
+        missing: String,
         /// The models that are there, comma-separated.
         available: String,
     },

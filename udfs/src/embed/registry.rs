@@ -353,17 +353,23 @@ impl ModelRegistry {
 
     fn check_installed(&self, name: &str) -> Result<(), EmbedError> {
         let dir = self.options.models_dir.join(name);
-        let complete = ["model.json", "model.onnx", "tokenizer.json"]
-            .iter()
-            .all(|file| dir.join(file).is_file());
+        let absent: Vec<&str> = ["model.json", "model.onnx", "tokenizer.json"]
+            .into_iter()
+            .filter(|file| !dir.join(file).is_file())
+            .collect();
         let safe_name = !name.is_empty() && !name.contains(['/', '\\']) && name != "..";
-        if complete && safe_name {
+        if absent.is_empty() && safe_name {
             return Ok(());
         }
         let installed = self.installed_models();
+        let missing = match safe_name && dir.is_dir() {
+            true => format!(" (missing {})", absent.join(", ")),
+            false => String::new(),
+        };
         Err(EmbedError::ModelNotInstalled {
             name: name.to_string(),
             dir: self.options.models_dir.clone(),
+            missing,
             available: if installed.is_empty() {
                 "none".into()
             } else {
