@@ -27,10 +27,10 @@ import unicodedata
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+from bert_graph import Encoder, Layer, encoder_graph
 
 QK = 32
-OPSET = 17
 
 
 class Blob:
@@ -116,114 +116,32 @@ def q4_matrix(model: dict, name: str, rows: int, columns: int) -> np.ndarray:
     return (blocks * scales[:, :, None]).reshape(rows, columns)
 
 
-def build_graph(model: dict) -> onnx.ModelProto:
-    hidden, heads, ff = model["hidden"], model["heads"], model["ff"]
-    head_dim = hidden // heads
-    nodes, weights = [], []
+def encoder(model: dict) -> Encoder:
+    """The file's encoder weights, matrices dequantised."""
+    hidden, ff = model["hidden"], model["ff"]
 
-    def weight(name, array):
-        weights.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
+    def linear(name, out_features, in_features):
+        return (q4_matrix(model, f"{name}.w", out_features, in_features),
+                fp32(model, f"{name}.b", (out_features,)))
 
-    def node(op, inputs, output, **attributes):
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
+    def norm(name):
+        return fp32(model, f"{name}.w", (hidden,)), fp32(model, f"{name}.b", (hidden,))
 
-    def constant(name, values, dtype=np.int64):
-        return weight(name, np.array(values, dtype=dtype))
-
-    def linear(x, name, out_features, in_features, prefix):
-        matrix = q4_matrix(model, f"{name}.w", out_features, in_features)
-        product = node("MatMul", [x, weight(f"{prefix}.weight", matrix.T)], f"{prefix}.matmul")
-        bias = weight(f"{prefix}.bias", fp32(model, f"{name}.b", (out_features,)))
-        return node("Add", [product, bias], f"{prefix}.out")
-
-    def layer_norm(x, scale, bias, prefix):
-        return node("LayerNormalization", [x, weight(f"{prefix}.scale", scale),
-                                           weight(f"{prefix}.bias", bias)],
-                    f"{prefix}.out", axis=-1, epsilon=model["eps"])
-
-    # Embeddings: the word table stays 4-bit values plus scales, dequantised after lookup.
+    layers = [Layer(query=linear(f"l{n}.q", hidden, hidden),
+                    key=linear(f"l{n}.k", hidden, hidden),
+                    value=linear(f"l{n}.v", hidden, hidden),
+                    attention_output=linear(f"l{n}.ao", hidden, hidden),
+                    attention_norm=norm(f"l{n}.aln"),
+                    intermediate=linear(f"l{n}.fi", ff, hidden),
+                    output=linear(f"l{n}.fo", hidden, ff),
+                    output_norm=norm(f"l{n}.oln"))
+              for n in range(model["layers"])]
     values, scales = q4_blocks(model, "emb.word", model["vocab"], hidden)
-    word_q = node("Gather", [weight("word.values", values), "input_ids"], "word.q")
-    word_s = node("Gather", [weight("word.scales", scales), "input_ids"], "word.s")
-    word_f = node("Cast", [word_q], "word.f", to=TensorProto.FLOAT)
-    word_b = node("Reshape", [word_f, constant("word.block_shape", [0, 0, hidden // QK, QK])],
-                  "word.blocks")
-    word_s3 = node("Unsqueeze", [word_s, constant("axis_last", [-1])], "word.s3")
-    word_d = node("Mul", [word_b, word_s3], "word.dq")
-    word = node("Reshape", [word_d, constant("hidden_shape", [0, 0, hidden])], "word.out")
-    ids_shape = node("Shape", ["input_ids"], "ids.shape")
-    seq = node("Slice", [ids_shape, constant("one", [1]), constant("two", [2])], "ids.seq")
-    positions = node("Slice", [weight("position.table", fp32(model, "emb.pos",
-                                                            (model["positions"], hidden))),
-                               constant("zero", [0]), seq], "position.rows")
-    summed = node("Add", [word, positions], "emb.word_pos")
-    type_row = fp32(model, "emb.type", (-1, hidden))[0]
-    summed = node("Add", [summed, weight("token_type.row", type_row)], "emb.sum")
-    x = layer_norm(summed, fp32(model, "emb.ln.w", (hidden,)),
-                   fp32(model, "emb.ln.b", (hidden,)), "emb.ln")
-
-    # Attention bias: 0 where the mask keeps a token, -1e9 where it is padding.
-    mask_f = node("Cast", ["attention_mask"], "mask.f", to=TensorProto.FLOAT)
-    mask_off = node("Sub", [mask_f, weight("one_f", np.array(1.0, np.float32))], "mask.off")
-    mask_bias = node("Mul", [mask_off, weight("big", np.array(1e9, np.float32))], "mask.bias")
-    mask_bias = node("Unsqueeze", [mask_bias, constant("axes_1_2", [1, 2])], "mask.bias4")
-    split_shape = constant("split_shape", [0, 0, heads, head_dim])
-    inv_sqrt = weight("attn.scale", np.array(1.0 / np.sqrt(head_dim), np.float32))
-    inv_sqrt2 = weight("gelu.inv_sqrt2", np.array(1.0 / np.sqrt(2.0), np.float32))
-    half = weight("gelu.half", np.array(0.5, np.float32))
-
-    for number in range(model["layers"]):
-        name, prefix = f"l{number}", f"layer{number}"
-        q = linear(x, f"{name}.q", hidden, hidden, f"{prefix}.q")
-        k = linear(x, f"{name}.k", hidden, hidden, f"{prefix}.k")
-        v = linear(x, f"{name}.v", hidden, hidden, f"{prefix}.v")
-        q = node("Transpose", [node("Reshape", [q, split_shape], f"{prefix}.q4")],
-                 f"{prefix}.qh", perm=[0, 2, 1, 3])
-        k = node("Transpose", [node("Reshape", [k, split_shape], f"{prefix}.k4")],
-                 f"{prefix}.kh", perm=[0, 2, 3, 1])
-        v = node("Transpose", [node("Reshape", [v, split_shape], f"{prefix}.v4")],
-                 f"{prefix}.vh", perm=[0, 2, 1, 3])
-        scores = node("Mul", [node("MatMul", [q, k], f"{prefix}.qk"), inv_sqrt],
-                      f"{prefix}.scores")
-        scores = node("Add", [scores, mask_bias], f"{prefix}.masked")
-        probabilities = node("Softmax", [scores], f"{prefix}.probs", axis=-1)
-        context = node("Transpose", [node("MatMul", [probabilities, v], f"{prefix}.ctx4")],
-                       f"{prefix}.ctxt", perm=[0, 2, 1, 3])
-        context = node("Reshape", [context, constant(f"{prefix}.merge", [0, 0, hidden])],
-                       f"{prefix}.ctx")
-        attention = linear(context, f"{name}.ao", hidden, hidden, f"{prefix}.ao")
-        x = layer_norm(node("Add", [x, attention], f"{prefix}.res1"),
-                       fp32(model, f"{name}.aln.w", (hidden,)),
-                       fp32(model, f"{name}.aln.b", (hidden,)), f"{prefix}.ln1")
-        inner = linear(x, f"{name}.fi", ff, hidden, f"{prefix}.fi")
-        # GELU with the exact erf, as e5.c and the original model compute it.
-        erf = node("Erf", [node("Mul", [inner, inv_sqrt2], f"{prefix}.gelu_in")],
-                   f"{prefix}.erf")
-        gate = node("Mul", [node("Add", [erf, weight(f"{prefix}.one", np.array(1.0, np.float32))],
-                                 f"{prefix}.erf1"), half], f"{prefix}.gate")
-        activated = node("Mul", [inner, gate], f"{prefix}.gelu")
-        output = linear(activated, f"{name}.fo", hidden, ff, f"{prefix}.fo")
-        x = layer_norm(node("Add", [x, output], f"{prefix}.res2"),
-                       fp32(model, f"{name}.oln.w", (hidden,)),
-                       fp32(model, f"{name}.oln.b", (hidden,)), f"{prefix}.ln2")
-    nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
-
-    graph = helper.make_graph(
-        nodes, "multilingual-e5-small",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
-                                       ["batch", "sequence"])],
-        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
-                                       ["batch", "sequence", hidden])],
-        weights,
-    )
-    graph_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                    producer_name="rankql models/build_e5.py")
-    graph_model.ir_version = 8
-    onnx.checker.check_model(graph_model)
-    return graph_model
+    return Encoder(heads=model["heads"], eps=model["eps"],
+                   positions=fp32(model, "emb.pos", (model["positions"], hidden)),
+                   token_type=fp32(model, "emb.type", (-1, hidden))[0],
+                   embedding_norm=norm("emb.ln"), layers=layers,
+                   word_values=values, word_scales=scales)
 
 
 def character_class(code_points) -> str:
@@ -323,7 +241,7 @@ def main() -> None:
     with open(source, "rb") as handle:
         model = parse(handle.read())
     os.makedirs(out_dir, exist_ok=True)
-    graph = build_graph(model)
+    graph = encoder_graph(encoder(model), "multilingual-e5-small", "rankql models/build_e5.py")
     partial = os.path.join(out_dir, "model.onnx.partial")
     onnx.save(graph, partial)
     os.replace(partial, os.path.join(out_dir, "model.onnx"))

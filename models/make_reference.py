@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODEL_DIR = os.path.join(HERE, "cache", "minilm")
+MODEL_DIR = os.path.join(HERE, "cache", "minilm-int8")
 
 TEXTS = [
     "This is an example sentence",
@@ -62,7 +62,7 @@ def main() -> None:
 
     out = os.path.join(ROOT, "tests", "fixtures", "embed_reference.json")
     with open(out, "w") as handle:
-        json.dump({"model": "minilm", "texts": TEXTS, "vectors": vectors}, handle)
+        json.dump({"model": "minilm-int8", "texts": TEXTS, "vectors": vectors}, handle)
         handle.write("\n")
     print(f"wrote {len(TEXTS)} reference vectors to {out}")
 

@@ -129,6 +129,42 @@ fn e5_is_multilingual_and_prefixes_queries() {
     assert!(cosine(&english_only[0], &english_only[1]) < translation);
 }
 
+/// The fp32 MiniLM that models/build_minilm.py writes from the safetensors gives
+/// sentence-transformers' published vector for its example sentence, and the packaged
+/// int8 graph stays close to it on the reference texts.
+#[test]
+fn minilm_fp32_matches_sentence_transformers() {
+    let registry = registry();
+    let fp32 = registry.embedder("minilm-fp32").unwrap();
+    let vector = fp32
+        .embed(&["This is an example sentence"])
+        .unwrap()
+        .remove(0);
+    let published = [0.0676569, 0.0634959, 0.0487131, 0.0793049, 0.0374480];
+    for (actual, expected) in vector.iter().zip(published) {
+        assert!((actual - expected).abs() < 1e-5, "{:?}", &vector[..5]);
+    }
+    let path = repo_root().join("tests/fixtures/embed_reference.json");
+    let reference: Reference =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let texts: Vec<&str> = reference.texts.iter().map(String::as_str).collect();
+    let int8 = registry.embedder("minilm-int8").unwrap();
+    for ((text, a), b) in texts
+        .iter()
+        .zip(fp32.embed(&texts).unwrap())
+        .zip(int8.embed(&texts).unwrap())
+    {
+        let similarity = cosine(&a, &b);
+        // 0.9963 for the empty text ([CLS][SEP] alone), ≥ 0.999 for real ones.
+        assert!(
+            similarity >= 0.995,
+            "int8 vs fp32 {similarity} for {text:?}"
+        );
+    }
+    let default = registry.config("minilm").unwrap();
+    assert_eq!(default.dimension, 384, "minilm is one of the two graphs");
+}
+
 /// The same text alone and inside a mixed, padded batch gets the same vector.
 #[test]
 fn batch_composition_does_not_change_a_vector() {

@@ -288,6 +288,14 @@ impl ModelRegistry {
             None => EmbeddingCache::new(options.cache_entries),
         };
         let cache = Arc::new(cache);
+        // `minilm` is a link models/fetch.py points at the graph that ran fastest here.
+        if let Ok(target) = std::fs::read_link(options.models_dir.join(&options.default_model)) {
+            tracing::info!(
+                "embed(text) uses {} = {} (the graph models/fetch.py measured fastest on this CPU)",
+                options.default_model,
+                target.display()
+            );
+        }
         Self {
             options,
             loaded: Mutex::new(HashMap::new()),
