@@ -81,6 +81,18 @@ async fn every_pipeline_runs_on_the_demo_and_makes_sense() {
     let categories: Vec<&str> = top.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(categories, vec!["running", "coffee", "audio"]);
 
+    // The same needs asked in Chinese find the same categories through e5: all of its top 3.
+    let top = query(
+        context,
+        "SELECT r.query_id, p.category FROM search_results_zh r JOIN products p USING (product_id) WHERE r.rnk <= 3 ORDER BY r.query_id, r.rnk",
+    )
+    .await;
+    let categories: Vec<&str> = top.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(
+        categories,
+        [["running"; 3], ["coffee"; 3], ["audio"; 3]].concat()
+    );
+
     // Co-visitation neighbours of a running product are mostly running products.
     let same = query(
         context,
