@@ -157,6 +157,7 @@ impl Engine {
         .map_err(|e| *e)?;
         crate::pg_roles::register_pg_user(&context, roles.clone())?;
         crate::pg_compat::register(&context);
+        crate::pg_types::register(&context).await?;
         if let Some(storage) = &storage {
             // After pg_compat: its index-less `pg_get_indexdef` gives way to the real one.
             crate::pg_indexes::register_index_catalog(&context, storage.clone())?;

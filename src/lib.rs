@@ -7,10 +7,11 @@
 //! the built-in demo shop; [`statements`] splits scripts; [`sqlstate`] maps errors to
 //! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call;
 //! [`pg_catalog_tables`] adds rankql's own tables beside `pg_catalog`'s; [`pg_roles`]
-//! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] lists vector indexes
-//! in `pg_indexes`; [`value_limits`] caps the values
-//! string functions make; [`storage`]
-//! keeps tables durable as Delta tables in the data directory, with their HNSW indexes. The server's own parts
+//! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] shows vector indexes
+//! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_types`] resolves type names
+//! (`to_regtype`); [`value_limits`] caps the values string functions make; [`storage`]
+//! keeps tables durable as Delta tables in the data directory, with their HNSW indexes.
+//! The server's own parts
 //! (authentication, roles, privileges, sessions, limits, COPY) are in [`server`].
 
 pub mod demo;
@@ -19,6 +20,7 @@ pub mod pg_catalog_tables;
 pub mod pg_compat;
 pub mod pg_indexes;
 pub mod pg_roles;
+pub mod pg_types;
 pub mod runner;
 pub mod server;
 pub mod sqlstate;

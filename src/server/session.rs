@@ -17,6 +17,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::arrow_pg::datatypes::{pg_vector_type, PG_VECTOR_TYPE_OID};
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -26,10 +27,12 @@ use datafusion_postgres::{DfSessionService, QueryHook};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
+use pgwire::api::DEFAULT_NAME;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::{Parse, ParseComplete};
 use pgwire::messages::PgWireBackendMessage;
 use rankql_udfs::interrupt::StatementInterrupt;
 
@@ -578,6 +581,45 @@ impl ExtendedQueryHandler for ExtendedQueries {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// pgwire's own `on_parse`, keeping one parameter type it drops: pgvector's `vector`
+    /// (oid 16385) is not a built-in type, so pgwire records no type for it and its binary
+    /// parameters (psycopg's and pgvector-python's default for numpy arrays) would be read
+    /// as text. With the type kept, arrow-pg decodes them as vectors.
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(mut statement) => {
+                for (stored, oid) in statement.parameter_types.iter_mut().zip(&message.type_oids) {
+                    if stored.is_none() && *oid == PG_VECTOR_TYPE_OID {
+                        *stored = Some(pg_vector_type());
+                    }
+                }
+                client.portal_store().put_statement(Arc::new(statement));
+            }
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        futures::SinkExt::send(
+            client,
+            PgWireBackendMessage::ParseComplete(ParseComplete::new()),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn do_query<C>(

@@ -220,3 +220,23 @@ pub async fn login(port: u16, user: &str, password: &str) -> tokio_postgres::Cli
         .await
         .unwrap_or_else(|e| panic!("{user} logs in: {e}"))
 }
+
+/// Runs a Python script off the runtime's threads (they serve the server under test) and
+/// returns its standard output, failing the test with its output when it fails.
+pub async fn run_python(script: String) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+    })
+    .await
+    .expect("python task")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

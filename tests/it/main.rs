@@ -5,6 +5,7 @@
 //!   sockets (garbage bytes, oversized messages, dropped connections).
 //! - `psql`: the real `psql` binary, including `\d` and `\dt`.
 //! - `cli`: `rankql sql` and `rankql run` as a user runs them.
+//! - `clients`: drivers as users run them (psycopg with pgvector's `register_vector`).
 //! - `pipelines`: every `sql/` pipeline on the demo data, with sanity checks.
 //! - `embed`: parity with ONNX Runtime's Python API, semantics, batch invariance.
 //! - `storage`: durable tables: restart, DROP, concurrent INSERTs, COPY FROM STDIN,
@@ -23,6 +24,7 @@
 
 mod bi_traces;
 mod cli;
+mod clients;
 mod common;
 mod crash;
 mod embed;

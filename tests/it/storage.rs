@@ -512,17 +512,7 @@ with psycopg.connect("host=127.0.0.1 port={port} user=rankql dbname=rankql", aut
 "#,
         port = server.port
     );
-    let output =
-        tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", &script]).output())
-            .await
-            .unwrap()
-            .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = crate::common::run_python(script).await;
     assert_eq!(stdout.trim(), "(5000, 4285, 'item\\t999')");
 }
 
