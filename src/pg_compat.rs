@@ -1,7 +1,7 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
 //! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
-//! `pg_type_is_visible`, `pg_get_indexdef` (for servers without a data directory,
+//! `pg_type_is_visible`, `pg_collation_is_visible`, `json_build_object`, `pg_get_serial_sequence`, `pg_get_indexdef` (for servers without a data directory,
 //! which have no indexes); and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
@@ -13,7 +13,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
-use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 /// The PostgreSQL version whose protocol and catalog rankql speaks.
@@ -65,12 +67,81 @@ pub fn register(context: &SessionContext) {
             ScalarValue::Boolean(Some(true)),
         ),
         constant(
+            "pg_collation_is_visible",
+            vec![DataType::Int32],
+            ScalarValue::Boolean(Some(true)),
+        ),
+        // rankql has no sequences (SQLAlchemy asks when it reflects a table's columns).
+        constant(
+            "pg_get_serial_sequence",
+            vec![DataType::Utf8, DataType::Utf8],
+            ScalarValue::Utf8(None),
+        ),
+        constant(
             "pg_get_indexdef",
             vec![DataType::Int32, DataType::Int32, DataType::Boolean],
             ScalarValue::Utf8(None),
         ),
+        json_build_object(),
     ] {
         context.register_udf(udf);
+    }
+}
+
+/// `json_build_object(key, value, …)`: a JSON object as text, numbers and booleans kept
+/// as JSON numbers and booleans. SQLAlchemy's column reflection builds identity and
+/// collation details with it.
+fn json_build_object() -> ScalarUDF {
+    ScalarUDF::new_from_impl(JsonBuildObject {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return exec_err!(
+                "json_build_object takes key, value pairs; got {} arguments",
+                args.args.len()
+            );
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut objects = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let mut object = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = ScalarValue::try_from_array(&pair[0], row)?.to_string();
+                let value = match ScalarValue::try_from_array(&pair[1], row)? {
+                    value if value.is_null() => serde_json::Value::Null,
+                    ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(flag),
+                    value if value.data_type().is_numeric() => {
+                        serde_json::from_str(&value.to_string())
+                            .unwrap_or(serde_json::Value::String(value.to_string()))
+                    }
+                    value => serde_json::Value::String(value.to_string()),
+                };
+                object.insert(key, value);
+            }
+            objects.push(Some(serde_json::Value::Object(object).to_string()));
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(objects))))
     }
 }
 

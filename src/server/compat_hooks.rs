@@ -1,6 +1,7 @@
 //! Statements clients send that rankql answers itself, before datafusion-postgres' own
-//! hooks: `SHOW server_version[_num]` (with the version drivers parse), savepoints, and
-//! `RESET` of the PostgreSQL settings datafusion-postgres keeps per connection.
+//! hooks: `SHOW server_version[_num]` (with the version drivers parse), savepoints and
+//! `DEALLOCATE ALL`, and `RESET` of the PostgreSQL settings datafusion-postgres keeps per
+//! connection.
 
 use std::sync::Arc;
 
@@ -108,24 +109,32 @@ impl QueryHook for ShowServerVersion {
     }
 }
 
-/// `SAVEPOINT name` and `RELEASE [SAVEPOINT] name`, answered as PostgreSQL does and
-/// otherwise no-ops, like `BEGIN`/`COMMIT`: rankql statements are not transactional (each
-/// write is durable when it returns), and drivers such as psycopg and SQLAlchemy issue
-/// savepoints on their own while connecting.
-pub struct Savepoints;
+/// Statements drivers send on their own that need nothing from rankql, answered as
+/// PostgreSQL does:
+/// - `SAVEPOINT name` and `RELEASE [SAVEPOINT] name`, like `BEGIN`/`COMMIT`: rankql
+///   statements are not transactional (each write is durable when it returns), and
+///   psycopg and SQLAlchemy issue savepoints while connecting;
+/// - `DEALLOCATE [PREPARE] ALL`, which psycopg sends when it resets its prepared
+///   statements (a connection returned to SQLAlchemy's pool after many queries):
+///   DataFusion would look for a statement named `all`. The driver prepares again under
+///   the same names, which replace the old statements.
+pub struct NoOpStatements;
 
-impl Savepoints {
+impl NoOpStatements {
     fn tag(statement: &Statement) -> Option<&'static str> {
         match statement {
             Statement::Savepoint { .. } => Some("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => Some("RELEASE"),
+            Statement::Deallocate { name, .. } if name.value.eq_ignore_ascii_case("all") => {
+                Some("DEALLOCATE ALL")
+            }
             _ => None,
         }
     }
 }
 
 #[async_trait]
-impl QueryHook for Savepoints {
+impl QueryHook for NoOpStatements {
     async fn handle_simple_query(
         &self,
         statement: &Statement,

@@ -38,7 +38,7 @@ use rankql_udfs::interrupt::StatementInterrupt;
 
 use super::admin::{self, AdminStatement, ScriptPart};
 use super::auth::Authenticated;
-use super::compat_hooks::{ResetSettings, Savepoints, ShowServerVersion};
+use super::compat_hooks::{NoOpStatements, ResetSettings, ShowServerVersion};
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::fast_insert::{FastInsert, PlainInsert};
@@ -102,7 +102,7 @@ impl Session {
             Arc::new(FastInsert),
             Arc::new(CursorStatementHook),
             Arc::new(ShowServerVersion),
-            Arc::new(Savepoints),
+            Arc::new(NoOpStatements),
             Arc::new(ResetSettings),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
