@@ -158,10 +158,7 @@ impl Engine {
         crate::pg_roles::register_pg_user(&context, roles.clone())?;
         crate::pg_compat::register(&context);
         crate::pg_types::register(&context).await?;
-        if let Some(storage) = &storage {
-            // After pg_compat: its index-less `pg_get_indexdef` gives way to the real one.
-            crate::pg_indexes::register_index_catalog(&context, storage.clone())?;
-        }
+        crate::pg_indexes::register_index_catalog(&context, storage.clone())?;
         crate::value_limits::register(&context);
         let mut models = options.models;
         if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {

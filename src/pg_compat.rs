@@ -1,12 +1,13 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
 //! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
-//! `pg_type_is_visible`, `pg_collation_is_visible`, `json_build_object`, `pg_get_serial_sequence`, `pg_get_indexdef` (for servers without a data directory,
-//! which have no indexes); and the version rankql identifies as.
+//! `pg_type_is_visible`, `pg_collation_is_visible`, `json_build_object`,
+//! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`; and the version
+//! rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
-//! DataGrip, pgcli and Superset fail their first screen on the others. The answers are
-//! those of a single, primary, index-less Postgres 15 server.
+//! DataGrip, pgcli, Superset and SQLAlchemy fail their first screen on the others. The
+//! answers are those of a single primary server without sequences or transactions.
 
 use std::sync::Arc;
 
@@ -77,10 +78,11 @@ pub fn register(context: &SessionContext) {
             vec![DataType::Utf8, DataType::Utf8],
             ScalarValue::Utf8(None),
         ),
+        constant("txid_current", vec![], ScalarValue::Int64(Some(1))),
         constant(
-            "pg_get_indexdef",
-            vec![DataType::Int32, DataType::Int32, DataType::Boolean],
-            ScalarValue::Utf8(None),
+            "pg_is_wal_replay_paused",
+            vec![],
+            ScalarValue::Boolean(Some(false)),
         ),
         json_build_object(),
     ] {

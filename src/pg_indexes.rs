@@ -34,13 +34,19 @@ use crate::storage::DurableSchema;
 /// The oid of the `hnsw` access method in `pg_am` (index oids are above it).
 const HNSW_AM_OID: i32 = (1 << 30) - 1;
 
-/// Shows `storage`'s indexes in `context`'s catalog (see the module's doc).
-pub fn register_index_catalog(context: &SessionContext, storage: Arc<DurableSchema>) -> Result<()> {
-    let listed = storage.clone();
-    add_catalog_table(context, "pg_indexes", Box::new(move || pg_indexes(&listed)))?;
-    rewrite_catalog_table(context, "pg_class", Arc::new(InPgClass(storage.clone())))?;
-    rewrite_catalog_table(context, "pg_index", Arc::new(InPgIndex(storage.clone())))?;
-    rewrite_catalog_table(context, "pg_am", Arc::new(InPgAm))?;
+/// Shows `storage`'s indexes in `context`'s catalog (see the module's doc); without a
+/// data directory there are no indexes, and `pg_get_indexdef` answers NULL.
+pub fn register_index_catalog(
+    context: &SessionContext,
+    storage: Option<Arc<DurableSchema>>,
+) -> Result<()> {
+    if let Some(storage) = &storage {
+        let listed = storage.clone();
+        add_catalog_table(context, "pg_indexes", Box::new(move || pg_indexes(&listed)))?;
+        rewrite_catalog_table(context, "pg_class", Arc::new(InPgClass(storage.clone())))?;
+        rewrite_catalog_table(context, "pg_index", Arc::new(InPgIndex(storage.clone())))?;
+        rewrite_catalog_table(context, "pg_am", Arc::new(InPgAm))?;
+    }
     context.register_udf(ScalarUDF::new_from_impl(PgGetIndexdef {
         storage,
         signature: Signature::one_of(
@@ -326,13 +332,16 @@ impl RowRewrite for InPgAm {
 /// a column number above 0 that column's name (PostgreSQL's forms); NULL for other oids.
 #[derive(Debug)]
 struct PgGetIndexdef {
-    storage: Arc<DurableSchema>,
+    storage: Option<Arc<DurableSchema>>,
     signature: Signature,
 }
 
 impl PartialEq for PgGetIndexdef {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.storage, &other.storage)
+        match (&self.storage, &other.storage) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
     }
 }
 
@@ -365,7 +374,11 @@ impl ScalarUDFImpl for PgGetIndexdef {
             Some(column) => Some(cast(column, &DataType::Int64)?),
             None => None,
         };
-        let entries: HashMap<i64, IndexEntry> = index_entries(&self.storage)
+        let entries: HashMap<i64, IndexEntry> = self
+            .storage
+            .as_deref()
+            .map(index_entries)
+            .unwrap_or_default()
             .into_iter()
             .map(|entry| (i64::from(entry.oid), entry))
             .collect();

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{ParamValues, ToDFSchema};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Reset, Statement};
+use datafusion::sql::sqlparser::ast::{DiscardObject, Reset, Statement};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
@@ -177,17 +177,25 @@ const SESSION_SETTINGS: [&str; 7] = [
     "timezone",
 ];
 
-/// `RESET name` and `RESET ALL` for those settings and `statement_timeout` (back to the
-/// server's `--statement-timeout`). `RESET datafusion.…` goes on to DataFusion.
+/// `RESET name`, `RESET ALL` and `DISCARD ALL` for those settings and
+/// `statement_timeout` (back to the server's `--statement-timeout`). `RESET datafusion.…`
+/// goes on to DataFusion.
 pub struct ResetSettings;
 
 impl ResetSettings {
     /// The settings `statement` resets, if it is a `RESET` of ours.
     fn targets(statement: &Statement) -> Option<Vec<String>> {
-        let Statement::Reset(reset) = statement else {
-            return None;
+        let reset = match statement {
+            Statement::Reset(reset) => &reset.reset,
+            // Connection poolers (pgbouncer, SQLAlchemy's reset) send `DISCARD ALL`: the
+            // settings go back as with `RESET ALL` (prepared statements are replaced when
+            // the client prepares again).
+            Statement::Discard {
+                object_type: DiscardObject::ALL,
+            } => &Reset::ALL,
+            _ => return None,
         };
-        match &reset.reset {
+        match reset {
             Reset::ALL => Some(
                 SESSION_SETTINGS
                     .iter()
@@ -216,7 +224,11 @@ impl ResetSettings {
                 client.metadata_mut().remove(&name);
             }
         }
-        Some(Ok(Response::Execution(Tag::new("RESET"))))
+        let tag = match statement {
+            Statement::Discard { .. } => "DISCARD ALL",
+            _ => "RESET",
+        };
+        Some(Ok(Response::Execution(Tag::new(tag))))
     }
 }
 

@@ -351,10 +351,11 @@ async fn identifies_as_postgresql_16_the_way_drivers_parse_it() {
         .batch_execute("BEGIN; SAVEPOINT sp1; RELEASE SAVEPOINT sp1; COMMIT")
         .await
         .unwrap();
-    // psycopg resets its prepared statements with DEALLOCATE ALL, then prepares again.
+    // psycopg resets its prepared statements with DEALLOCATE ALL and poolers send
+    // DISCARD ALL; the client then prepares again.
     let statement = client.prepare("SELECT 1 + $1::BIGINT").await.unwrap();
     client
-        .batch_execute("DEALLOCATE ALL; DEALLOCATE PREPARE ALL")
+        .batch_execute("DEALLOCATE ALL; DEALLOCATE PREPARE ALL; DISCARD ALL")
         .await
         .unwrap();
     let statement_again = client.prepare("SELECT 2 + $1::BIGINT").await.unwrap();
