@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod auth;
 pub mod compat_hooks;
+pub mod constant_queries;
 pub mod copy;
 pub mod copy_in;
 pub mod fast_insert;

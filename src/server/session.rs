@@ -34,11 +34,13 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
 use rankql_udfs::interrupt::StatementInterrupt;
 
 use super::admin::{self, AdminStatement, ScriptPart};
 use super::auth::Authenticated;
 use super::compat_hooks::{NoOpStatements, ResetSettings, ShowServerVersion};
+use super::constant_queries::ConstantQueries;
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::fast_insert::{FastInsert, PlainInsert};
@@ -75,6 +77,8 @@ pub struct Session {
     /// Raised when the running statement must stop (see [`StatementLimits`]).
     pub interrupt: StatementInterrupt,
     service: Arc<DfSessionService>,
+    /// Statements answered without planning again (see [`ConstantQueries`]).
+    constants: ConstantQueries,
 }
 
 impl Session {
@@ -116,6 +120,7 @@ impl Session {
             authenticated,
             interrupt,
             service,
+            constants: ConstantQueries::default(),
         })
     }
 
@@ -364,10 +369,27 @@ impl SimpleQueryHandler for SimpleQueries {
                 ),
             ));
         }
+        let limits = StatementLimits::start(client, &self.session.interrupt);
+        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let constant = limits
+            .run(async {
+                match self
+                    .session
+                    .constants
+                    .result(&self.session.context, query)
+                    .await
+                {
+                    Some(result) => Ok(vec![result.response(format)?]),
+                    None => Ok(Vec::new()),
+                }
+            })
+            .await?;
+        if !constant.is_empty() {
+            return Ok(constant);
+        }
         if let Some(copy) = CopyIn::parse(query) {
             return start_copy_in(&self.session, client, copy).await;
         }
-        let limits = StatementLimits::start(client, &self.session.interrupt);
         let Some(script) = admin::parse_script(query) else {
             return limits.run(self.run_sql(client, query)).await;
         };

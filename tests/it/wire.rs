@@ -358,6 +358,18 @@ async fn identifies_as_postgresql_16_the_way_drivers_parse_it() {
         .batch_execute("DEALLOCATE ALL; DEALLOCATE PREPARE ALL; DISCARD ALL")
         .await
         .unwrap();
+    // Constant statements are answered from the connection's fast path the second time,
+    // with the same rows and column names.
+    for _ in 0..2 {
+        let rows = client
+            .simple_query("SELECT 40 + 2 AS x, 'a' || 'b'")
+            .await
+            .unwrap();
+        let tokio_postgres::SimpleQueryMessage::Row(row) = &rows[1] else {
+            panic!("a row: {rows:?}")
+        };
+        assert_eq!((row.get("x"), row.get(1)), (Some("42"), Some("ab")));
+    }
     let statement_again = client.prepare("SELECT 2 + $1::BIGINT").await.unwrap();
     let row = client.query_one(&statement_again, &[&1i64]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 3);
