@@ -51,6 +51,12 @@ pub struct ConstantQueries {
 }
 
 impl ConstantQueries {
+    /// The rows of `query` if it is a constant statement seen before (no planning, no
+    /// waiting: answering costs only the encoding).
+    pub fn known(&self, query: &str) -> Option<Arc<ConstantResult>> {
+        self.known.lock().get(query).cloned().flatten()
+    }
+
     /// The rows of `query` when it is a constant statement, planned and run on first use.
     pub async fn result(
         &self,

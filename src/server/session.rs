@@ -369,8 +369,11 @@ impl SimpleQueryHandler for SimpleQueries {
                 ),
             ));
         }
-        let limits = StatementLimits::start(client, &self.session.interrupt);
         let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        if let Some(result) = self.session.constants.known(query) {
+            return Ok(vec![result.response(format)?]);
+        }
+        let limits = StatementLimits::start(client, &self.session.interrupt);
         let constant = limits
             .run(async {
                 match self
