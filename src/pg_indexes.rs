@@ -120,19 +120,22 @@ fn pg_indexes(storage: &DurableSchema) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
-/// The oids `pg_class` gives the tables of the `public` schema, by name.
-async fn public_table_oids(catalog: &CatalogReader<'_>) -> Result<HashMap<String, (i32, usize)>> {
+/// The oids the rows of `pg_class` (`classes`) give the tables of the `public` schema,
+/// with their row numbers, by name.
+async fn public_table_oids(
+    classes: &RecordBatch,
+    catalog: &CatalogReader<'_>,
+) -> Result<HashMap<String, (i32, usize)>> {
     let namespaces = catalog.read("pg_namespace").await?;
     let public = strings(&namespaces, "nspname")?
         .iter()
         .position(|name| name == Some("public"))
         .map(|row| ints(&namespaces, "oid").map(|oids| oids.value(row)))
         .transpose()?;
-    let classes = catalog.read("pg_class").await?;
     let (names, spaces, oids) = (
-        strings(&classes, "relname")?,
-        ints(&classes, "relnamespace")?,
-        ints(&classes, "oid")?,
+        strings(classes, "relname")?,
+        ints(classes, "relnamespace")?,
+        ints(classes, "oid")?,
     );
     Ok((0..classes.num_rows())
         .filter(|&row| Some(spaces.value(row)) == public && !names.is_null(row))
@@ -181,7 +184,7 @@ impl RowRewrite for InPgClass {
         if entries.is_empty() {
             return Ok(rows);
         }
-        let tables = public_table_oids(catalog).await?;
+        let tables = public_table_oids(&rows, catalog).await?;
         let entries: Vec<(&IndexEntry, usize)> = entries
             .iter()
             .filter_map(|entry| Some((entry, tables.get(&entry.table)?.1)))
@@ -244,7 +247,7 @@ impl RowRewrite for InPgIndex {
         if entries.is_empty() || rows.num_rows() == 0 {
             return Ok(rows);
         }
-        let tables = public_table_oids(catalog).await?;
+        let tables = public_table_oids(&catalog.read("pg_class").await?, catalog).await?;
         let entries: Vec<(&IndexEntry, i32)> = entries
             .iter()
             .filter_map(|entry| Some((entry, tables.get(&entry.table)?.0)))

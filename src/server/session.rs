@@ -369,10 +369,11 @@ impl SimpleQueryHandler for SimpleQueries {
                 ),
             ));
         }
-        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let format = |client: &C| Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         if let Some(result) = self.session.constants.known(query) {
-            return Ok(vec![result.response(format)?]);
+            return Ok(vec![result.response(format(client))?]);
         }
+        let format = format(client);
         let limits = StatementLimits::start(client, &self.session.interrupt);
         let constant = limits
             .run(async {
