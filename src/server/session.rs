@@ -373,8 +373,8 @@ impl SimpleQueryHandler for SimpleQueries {
         if let Some(result) = self.session.constants.known(query) {
             return Ok(vec![result.response(format(client))?]);
         }
-        let format = format(client);
         let limits = StatementLimits::start(client, &self.session.interrupt);
+        let seen_by = &*client;
         let constant = limits
             .run(async {
                 match self
@@ -383,7 +383,7 @@ impl SimpleQueryHandler for SimpleQueries {
                     .result(&self.session.context, query)
                     .await
                 {
-                    Some(result) => Ok(vec![result.response(format)?]),
+                    Some(result) => Ok(vec![result.response(format(seen_by))?]),
                     None => Ok(Vec::new()),
                 }
             })
