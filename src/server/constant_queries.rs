@@ -57,19 +57,21 @@ impl ConstantQueries {
         self.known.lock().get(query).cloned().flatten()
     }
 
-    /// The rows of `query` when it is a constant statement, planned and run on first use.
+    /// The rows of `query` when it is a constant statement, planned (as `sql`, the text
+    /// the normal path would plan) and run on first use, and remembered under `query`.
     pub async fn result(
         &self,
         context: &SessionContext,
         query: &str,
+        sql: &str,
     ) -> Option<Arc<ConstantResult>> {
-        if !may_be_constant(query) {
+        if !may_be_constant(sql) {
             return None;
         }
         if let Some(known) = self.known.lock().get(query) {
             return known.clone();
         }
-        let result = run_if_constant(context, query).await.map(Arc::new);
+        let result = run_if_constant(context, sql).await.map(Arc::new);
         let mut known = self.known.lock();
         if known.len() >= REMEMBERED {
             known.clear();
@@ -200,7 +202,7 @@ mod tests {
     async fn constant(sql: &str) -> bool {
         let context = SessionContext::new();
         ConstantQueries::default()
-            .result(&context, sql)
+            .result(&context, sql, sql)
             .await
             .is_some()
     }
@@ -232,12 +234,12 @@ mod tests {
         let context = SessionContext::new();
         let queries = ConstantQueries::default();
         let result = queries
-            .result(&context, "SELECT 40 + 2 AS x")
+            .result(&context, "SELECT 40 + 2 AS x", "SELECT 40 + 2 AS x")
             .await
             .unwrap();
         assert_eq!(result.schema.field(0).name(), "x");
         let again = queries
-            .result(&context, "SELECT 40 + 2 AS x")
+            .result(&context, "SELECT 40 + 2 AS x", "SELECT 40 + 2 AS x")
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&result, &again), "planned once");

@@ -18,6 +18,7 @@ pub mod copy;
 pub mod copy_in;
 pub mod fast_insert;
 pub mod index_hook;
+pub mod integer_literals;
 pub mod limits;
 pub mod privileges;
 pub mod replace_hook;

@@ -45,6 +45,7 @@ use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::fast_insert::{FastInsert, PlainInsert};
 use super::index_hook::IndexStatements;
+use super::integer_literals;
 use super::limits::StatementLimits;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
@@ -373,6 +374,8 @@ impl SimpleQueryHandler for SimpleQueries {
         if let Some(result) = self.session.constants.known(query) {
             return Ok(vec![result.response(format(client))?]);
         }
+        let typed = integer_literals::typed_as_postgres(query);
+        let sql = typed.as_deref().unwrap_or(query);
         let limits = StatementLimits::start(client, &self.session.interrupt);
         let seen_by = &*client;
         let constant = limits
@@ -380,7 +383,7 @@ impl SimpleQueryHandler for SimpleQueries {
                 match self
                     .session
                     .constants
-                    .result(&self.session.context, query)
+                    .result(&self.session.context, query, sql)
                     .await
                 {
                     Some(result) => Ok(vec![result.response(format(seen_by))?]),
@@ -391,11 +394,11 @@ impl SimpleQueryHandler for SimpleQueries {
         if !constant.is_empty() {
             return Ok(constant);
         }
-        if let Some(copy) = CopyIn::parse(query) {
+        if let Some(copy) = CopyIn::parse(sql) {
             return start_copy_in(&self.session, client, copy).await;
         }
-        let Some(script) = admin::parse_script(query) else {
-            return limits.run(self.run_sql(client, query)).await;
+        let Some(script) = admin::parse_script(sql) else {
+            return limits.run(self.run_sql(client, sql)).await;
         };
         let parts = script.map_err(|e| user_error(e.sqlstate(), e.to_string()))?;
         let mut responses = Vec::with_capacity(parts.len());
@@ -584,7 +587,10 @@ impl QueryParser for RoleAwareParser {
         if CopyIn::parse(sql).is_some() {
             return Ok(Some((sql.to_string(), None)));
         }
-        self.inner.parse_sql(client, sql, types).await
+        let typed = integer_literals::typed_as_postgres(sql);
+        self.inner
+            .parse_sql(client, typed.as_deref().unwrap_or(sql), types)
+            .await
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {

@@ -134,4 +134,39 @@ async fn every_pipeline_runs_on_the_demo_and_makes_sense() {
     // The A/B report has both arms with confidence intervals.
     let arms = query(context, "SELECT count(*), min(ctr_ci95) > 0 FROM ab_report").await;
     assert_eq!(arms[0], vec!["2", "true"]);
+
+    // Explanations: every recommendation has reasons whose shares add up to its score, at
+    // most three named ones plus the rest; the top reason of a runner's pick is running gear.
+    for table in ["recommendation_reasons", "item_item_reasons"] {
+        let sums = query(
+            context,
+            &format!(
+                "SELECT count(*), max(abs(total - score)), max(reasons) FROM (SELECT user_id, \
+                 product_id, score, sum(share) AS total, count(*) AS reasons FROM {table} \
+                 GROUP BY user_id, product_id, score)"
+            ),
+        )
+        .await;
+        assert!(
+            sums[0][0].parse::<u64>().unwrap() >= 500,
+            "{table}: {sums:?}"
+        );
+        assert!(
+            sums[0][1].parse::<f64>().unwrap() < 1e-4,
+            "{table}: {sums:?}"
+        );
+        assert_eq!(sums[0][2], "4", "{table}: {sums:?}");
+    }
+    let top_reason = query(
+        context,
+        "SELECT avg(CASE WHEN p.category = 'running' THEN 1.0 ELSE 0.0 END) \
+         FROM recommendation_reasons r JOIN users u USING (user_id) \
+         JOIN products p ON p.product_id = r.because_of \
+         WHERE r.reason = 1 AND u.favourite_category = 'running'",
+    )
+    .await;
+    assert!(
+        top_reason[0][0].parse::<f64>().unwrap() > 0.7,
+        "{top_reason:?}"
+    );
 }

@@ -375,3 +375,46 @@ async fn identifies_as_postgresql_16_the_way_drivers_parse_it() {
     assert_eq!(row.get::<_, i64>(0), 3);
     drop(statement);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_literals_are_int4_and_counts_int8_as_in_postgresql() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let types = |statement: &tokio_postgres::Statement| -> Vec<String> {
+        statement
+            .columns()
+            .iter()
+            .map(|c| format!("{} {}", c.name(), c.type_().name()))
+            .collect()
+    };
+    let statement = client
+        .prepare("SELECT 1, -2 AS n, 3000000000 AS big, count(*) AS c FROM users")
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&statement),
+        ["?column? int4", "n int4", "big int8", "c int8"]
+    );
+    let row = client.query_one(&statement, &[]).await.unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, i64>(3)
+        ),
+        (1, -2, 200)
+    );
+    // The simple protocol, the constant fast path (twice) and a UNION agree.
+    for _ in 0..2 {
+        let rows = client.simple_query("SELECT 1").await.unwrap();
+        let tokio_postgres::SimpleQueryMessage::RowDescription(columns) = &rows[0] else {
+            panic!("a description: {rows:?}")
+        };
+        assert_eq!(columns[0].name(), "?column?");
+    }
+    let union = client
+        .prepare("SELECT 1 AS x UNION ALL SELECT 2")
+        .await
+        .unwrap();
+    assert_eq!(types(&union), ["x int4"]);
+}

@@ -1,5 +1,5 @@
 //! rankql's SQL functions for Apache DataFusion: vector math, ranking, bandits,
-//! experiments and `embed()`.
+//! experiments, learning from behaviour and `embed()`.
 //!
 //! Everything a DataFusion node needs to evaluate rankql SQL lives in this crate, so the
 //! single-node server and any other DataFusion (or Ballista) process register the same
@@ -10,6 +10,7 @@ pub mod columnar;
 pub mod embed;
 pub mod experiment;
 pub mod interrupt;
+pub mod learn;
 pub mod rank;
 pub mod vector;
 
@@ -38,14 +39,17 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(bandit::ucb::Ucb::default()),
         ScalarUDF::new_from_impl(bandit::epsilon_greedy::EpsilonGreedy::default()),
         ScalarUDF::new_from_impl(experiment::ab_bucket::AbBucket::default()),
+        ScalarUDF::new_from_impl(learn::adapt::Adapt::default()),
     ]
 }
 
-/// The aggregate functions: `vec_avg`, `vec_sum`.
+/// The aggregate functions: `vec_avg`, `vec_sum`, `adapter_fit`, `ease_fit`.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
     vec![
         AggregateUDF::new_from_impl(VecAggregate::new(VecAggregateKind::Avg)),
         AggregateUDF::new_from_impl(VecAggregate::new(VecAggregateKind::Sum)),
+        AggregateUDF::new_from_impl(learn::adapter_fit::AdapterFit::default()),
+        AggregateUDF::new_from_impl(learn::ease::EaseFit::default()),
     ]
 }
 

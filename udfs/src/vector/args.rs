@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, GenericListArray, OffsetSizeTrait,
 };
-use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float32Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
@@ -302,6 +302,62 @@ fn float32_list<O: OffsetSizeTrait>(array: &ArrayRef) -> Result<GenericListArray
         DataType::List(field)
     };
     Ok(cast(array, &target)?.as_list::<O>().clone())
+}
+
+/// Builds a vector result column row by row: a `FixedSizeList` when the result type fixes
+/// the dimension (a NULL row keeps zeroed slots, as Arrow requires), a `List` otherwise.
+#[derive(Debug)]
+pub struct VectorBuilder {
+    fixed_dimension: Option<usize>,
+    values: Vec<f32>,
+    lengths: Vec<usize>,
+    valid: Vec<bool>,
+}
+
+impl VectorBuilder {
+    /// A builder for a result of type `data_type` (from `vector_type` or a float list).
+    pub fn new(data_type: &DataType, rows: usize) -> Self {
+        Self {
+            fixed_dimension: declared_dimension(data_type),
+            values: Vec::new(),
+            lengths: Vec::with_capacity(rows),
+            valid: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends one row; `None` is NULL.
+    pub fn push(&mut self, row: Option<&[f32]>) {
+        let before = self.values.len();
+        match (row, self.fixed_dimension) {
+            (Some(row), _) => self.values.extend_from_slice(row),
+            (None, Some(dimension)) => self.values.extend(std::iter::repeat_n(0.0, dimension)),
+            (None, None) => {}
+        }
+        self.lengths.push(self.values.len() - before);
+        self.valid.push(row.is_some());
+    }
+
+    /// The column, or an error when a row's length does not fit the fixed dimension.
+    pub fn finish(self) -> Result<ArrayRef> {
+        let nulls = NullBuffer::from(self.valid);
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        let values = Arc::new(Float32Array::from(self.values));
+        let item = Arc::new(Field::new_list_field(DataType::Float32, true));
+        Ok(match self.fixed_dimension {
+            Some(dimension) => Arc::new(FixedSizeListArray::try_new(
+                item,
+                dimension as i32,
+                values,
+                nulls,
+            )?),
+            None => Arc::new(GenericListArray::<i32>::try_new(
+                item,
+                OffsetBuffer::from_lengths(self.lengths),
+                values,
+                nulls,
+            )?),
+        })
+    }
 }
 
 /// The error for two vectors of different dimensions, naming both.

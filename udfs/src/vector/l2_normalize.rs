@@ -2,8 +2,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray};
-use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::{
@@ -11,7 +9,9 @@ use datafusion::logical_expr::{
     ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{check_vector_arg, declared_dimension, vector_field, vector_type, Vectors};
+use super::args::{
+    check_vector_arg, declared_dimension, vector_field, vector_type, VectorBuilder, Vectors,
+};
 use super::kernels;
 use crate::columnar::scalar_if_all_scalar;
 
@@ -63,40 +63,16 @@ impl ScalarUDFImpl for L2Normalize {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let input = args.args[0].to_array(1)?;
         let vectors = Vectors::try_new(&input, self.name())?;
-        let fixed_dimension = declared_dimension(args.return_field.data_type());
-        let mut values = Vec::new();
-        let mut lengths = Vec::with_capacity(vectors.len());
+        let mut output = VectorBuilder::new(args.return_field.data_type(), vectors.len());
         for i in 0..vectors.len() {
-            let before = values.len();
-            match (vectors.row(i), fixed_dimension) {
-                (Some(row), _) => {
-                    let norm = kernels::squared_norm(row).sqrt();
-                    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-                    values.extend(row.iter().map(|x| x * scale));
-                }
-                // A fixed-size list keeps `dimension` slots for a NULL row too.
-                (None, Some(dimension)) => values.extend(std::iter::repeat_n(0.0, dimension)),
-                (None, None) => {}
-            }
-            lengths.push(values.len() - before);
+            let normalised = vectors.row(i).map(|row| {
+                let norm = kernels::squared_norm(row).sqrt();
+                let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+                row.iter().map(|x| x * scale).collect::<Vec<f32>>()
+            });
+            output.push(normalised.as_deref());
         }
-        let nulls = input.logical_nulls();
-        let values = Arc::new(Float32Array::from(values));
-        let item = Arc::new(Field::new_list_field(DataType::Float32, true));
-        let output: ArrayRef = match fixed_dimension {
-            Some(dimension) => Arc::new(FixedSizeListArray::try_new(
-                item,
-                dimension as i32,
-                values,
-                nulls,
-            )?),
-            None => Arc::new(ListArray::try_new(
-                item,
-                OffsetBuffer::from_lengths(lengths),
-                values,
-                nulls,
-            )?),
-        };
+        let output = output.finish()?;
         scalar_if_all_scalar(&args.args, output)
     }
 
