@@ -39,16 +39,18 @@ WHERE h.user_id IN (SELECT user_id FROM cs_known) GROUP BY h.user_id;
 CREATE OR REPLACE TABLE cs_degree AS SELECT item_id, count(*) AS n FROM cs_known GROUP BY item_id;
 CREATE OR REPLACE TABLE cs_pairs AS
 SELECT item, neighbour, weight FROM (
-  SELECT p.item, p.neighbour, CAST(p.together AS DOUBLE) / sqrt(CAST(di.n * dn.n AS DOUBLE)) AS weight,
-         row_number() OVER (PARTITION BY p.item
-                            ORDER BY CAST(p.together AS DOUBLE) / sqrt(CAST(di.n * dn.n AS DOUBLE)) DESC, p.neighbour) AS position
+  SELECT item, neighbour, weight,
+         row_number() OVER (PARTITION BY item ORDER BY weight DESC, neighbour) AS position
   FROM (
-    SELECT a.item_id AS item, b.item_id AS neighbour, count(*) AS together
-    FROM cs_known a JOIN cs_known b ON a.user_id = b.user_id AND a.item_id <> b.item_id
-    GROUP BY a.item_id, b.item_id
-  ) p
-  JOIN cs_degree di ON di.item_id = p.item
-  JOIN cs_degree dn ON dn.item_id = p.neighbour
+    SELECT p.item, p.neighbour, CAST(p.together AS DOUBLE) / sqrt(CAST(di.n * dn.n AS DOUBLE)) AS weight
+    FROM (
+      SELECT a.item_id AS item, b.item_id AS neighbour, count(*) AS together
+      FROM cs_known a JOIN cs_known b ON a.user_id = b.user_id AND a.item_id <> b.item_id
+      GROUP BY a.item_id, b.item_id
+    ) p
+    JOIN cs_degree di ON di.item_id = p.item
+    JOIN cs_degree dn ON dn.item_id = p.neighbour
+  )
 ) WHERE position <= 10;
 
 -- The adapter: default options ('{"epochs": 0}' would leave the identity).
@@ -66,12 +68,16 @@ SELECT v.method, k.user_id, vec_avg(v.v, CAST(k.rating AS DOUBLE)) AS v
 FROM cs_known k JOIN cs_vectors v ON v.item_id = k.item_id
 GROUP BY v.method, k.user_id;
 
+CREATE OR REPLACE TABLE cs_scores AS
+SELECT u.method, u.user_id, c.item_id, cosine(u.v, c.v) AS score
+FROM cs_user_vectors u JOIN cs_vectors c ON c.method = u.method AND c.cold
+WHERE u.user_id IN (SELECT user_id FROM cs_users);
+
 CREATE OR REPLACE TABLE cs_recs AS
 SELECT method, user_id, item_id, rank FROM (
-  SELECT u.method, u.user_id, c.item_id,
-         row_number() OVER (PARTITION BY u.method, u.user_id ORDER BY cosine(u.v, c.v) DESC, c.item_id) AS rank
-  FROM cs_user_vectors u JOIN cs_vectors c ON c.method = u.method AND c.cold
-  WHERE u.user_id IN (SELECT user_id FROM cs_users)
+  SELECT method, user_id, item_id,
+         row_number() OVER (PARTITION BY method, user_id ORDER BY score DESC, item_id) AS rank
+  FROM cs_scores
 ) WHERE rank <= 10;
 
 CREATE OR REPLACE TABLE cs_metrics AS

@@ -258,7 +258,7 @@ SELECT method, setting FROM (
   FROM ml_metrics WHERE stage = 'validation' AND method = 'EASE'
 ) WHERE place = 1;
 
-CREATE OR REPLACE TABLE ml_ease_fits AS
+INSERT INTO ml_ease_fits
 SELECT t.stage, l.lambda,
        ease_fit(t.user_id, t.item_id, '{"top_k": 200, "lambda": ' || CAST(l.lambda AS VARCHAR) || '}') AS model
 FROM ml_train t CROSS JOIN ml_ease_lambdas l
@@ -266,7 +266,7 @@ WHERE t.stage = 'test'
   AND 'lambda=' || CAST(l.lambda AS VARCHAR) IN (SELECT setting FROM ml_chosen WHERE method = 'EASE')
 GROUP BY t.stage, l.lambda;
 
-INSERT INTO ml_recs SELECT * FROM ml_ease_recs;
+INSERT INTO ml_recs SELECT * FROM ml_ease_recs WHERE stage = 'test';
 
 -- The report: each method once, at its validation-chosen setting, on the test split.
 SELECT m.method, m.setting AS "chosen on validation",

@@ -100,7 +100,7 @@ SELECT method, setting FROM (
 ) WHERE place = 1;
 
 -- The chosen λ, fit on all training ratings.
-CREATE OR REPLACE TABLE pu_ease_fits AS
+INSERT INTO pu_ease_fits
 SELECT t.stage, l.lambda,
        ease_fit(t.user_id, t.item_id, '{"top_k": 200, "lambda": ' || CAST(l.lambda AS VARCHAR) || '}') AS model
 FROM pu_train t CROSS JOIN pu_lambdas l
@@ -108,7 +108,7 @@ WHERE t.stage = 'test'
   AND 'lambda=' || CAST(l.lambda AS VARCHAR) IN (SELECT setting FROM pu_chosen WHERE method = 'EASE')
 GROUP BY t.stage, l.lambda;
 
-INSERT INTO pu_recs SELECT * FROM pu_ease_recs;
+INSERT INTO pu_recs SELECT * FROM pu_ease_recs WHERE stage = 'test';
 
 SELECT m.method, m.setting AS "chosen on validation",
        round(v.ndcg, 4) AS "validation nDCG@10", round(t.ndcg, 4) AS "nDCG@10",

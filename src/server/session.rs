@@ -45,8 +45,8 @@ use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
 use super::fast_insert::{FastInsert, PlainInsert};
 use super::index_hook::IndexStatements;
-use super::integer_literals;
 use super::limits::StatementLimits;
+use super::pg_rewrites;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
@@ -374,7 +374,7 @@ impl SimpleQueryHandler for SimpleQueries {
         if let Some(result) = self.session.constants.known(query) {
             return Ok(vec![result.response(format(client))?]);
         }
-        let typed = integer_literals::typed_as_postgres(query);
+        let typed = pg_rewrites::rewrite(query);
         let sql = typed.as_deref().unwrap_or(query);
         let limits = StatementLimits::start(client, &self.session.interrupt);
         let seen_by = &*client;
@@ -587,7 +587,7 @@ impl QueryParser for RoleAwareParser {
         if CopyIn::parse(sql).is_some() {
             return Ok(Some((sql.to_string(), None)));
         }
-        let typed = integer_literals::typed_as_postgres(sql);
+        let typed = pg_rewrites::rewrite(sql);
         self.inner
             .parse_sql(client, typed.as_deref().unwrap_or(sql), types)
             .await

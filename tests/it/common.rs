@@ -224,18 +224,29 @@ pub async fn login(port: u16, user: &str, password: &str) -> tokio_postgres::Cli
 /// Runs a Python script off the runtime's threads (they serve the server under test) and
 /// returns its standard output, failing the test with its output when it fails.
 pub async fn run_python(script: String) -> String {
+    run_client("python3", vec!["-c".into(), script], Vec::new()).await
+}
+
+/// Runs a client program (`program args…`, with `env` set) off the runtime's threads and
+/// returns its standard output, failing the test with its output when it fails.
+pub async fn run_client(
+    program: &'static str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> String {
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", &script])
+        std::process::Command::new(program)
+            .args(&args)
+            .envs(env)
             .output()
     })
     .await
-    .expect("python task")
-    .expect("python3 runs");
+    .expect("client task")
+    .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
-        "{stdout}{}",
+        "{program}: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout

@@ -140,8 +140,22 @@ struct AdapterAccumulator {
     options: OptionsText,
 }
 
+/// Where a pair comes from: a row (any length) or another accumulator's state (unit length).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    Row,
+    State,
+}
+
 impl AdapterAccumulator {
-    fn add(&mut self, left: &[f32], right: &[f32], weight: f32, max_pairs: usize) -> Result<()> {
+    fn add(
+        &mut self,
+        left: &[f32],
+        right: &[f32],
+        weight: f32,
+        max_pairs: usize,
+        source: Source,
+    ) -> Result<()> {
         if left.len() != right.len() {
             return exec_err!(
                 "{NAME}: the two vectors of a pair differ in dimension: {} vs {}",
@@ -167,7 +181,10 @@ impl AdapterAccumulator {
         if !(weight.is_finite() && weight >= 0.0) {
             return exec_err!("{NAME}: weights must be finite and not negative, got {weight}");
         }
-        self.pairs.push(left, right, weight);
+        match source {
+            Source::Row => self.pairs.push(left, right, weight),
+            Source::State => self.pairs.push_unit(left, right, weight),
+        }
         Ok(())
     }
 }
@@ -192,7 +209,7 @@ impl Accumulator for AdapterAccumulator {
                 Some(w) => w.value(row) as f32,
                 None => 1.0,
             };
-            self.add(a, b, weight, max_pairs)?;
+            self.add(a, b, weight, max_pairs, Source::Row)?;
         }
         Ok(())
     }
@@ -244,6 +261,7 @@ impl Accumulator for AdapterAccumulator {
                     &right_values[range],
                     weight,
                     max_pairs,
+                    Source::State,
                 )?;
             }
         }
@@ -252,7 +270,7 @@ impl Accumulator for AdapterAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         if self.pairs.len() < 2 {
-            return Ok(ScalarValue::try_from(adapter_type())?);
+            return ScalarValue::try_from(adapter_type());
         }
         let options: AdapterOptions = self.options.parse(NAME)?;
         if options.temperature <= 0.0 || options.learning_rate <= 0.0 {

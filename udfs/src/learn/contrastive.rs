@@ -20,7 +20,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The knobs of one training run; the defaults suit 384-d sentence embeddings.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,22 +89,31 @@ impl Pairs {
         self.weights.push(weight);
     }
 
+    /// Adds a pair that is already of unit length (from another accumulator's state).
+    pub fn push_unit(&mut self, left: &[f32], right: &[f32], weight: f32) {
+        self.left.extend_from_slice(left);
+        self.right.extend_from_slice(right);
+        self.weights.push(weight);
+    }
+
     /// Sorts the pairs by their content, so the arrival order (which depends on how the
     /// rows were partitioned) does not change the result.
     fn canonical_order(&self) -> Vec<usize> {
         let d = self.dimension;
-        let key = |i: usize| {
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            (
-                xxh3_64(&bytes(&self.left[i * d..(i + 1) * d])),
-                xxh3_64(&bytes(&self.right[i * d..(i + 1) * d])),
-                self.weights[i].to_bits(),
-            )
-        };
-        let mut keyed: Vec<_> = (0..self.len()).map(|i| (key(i), i)).collect();
-        keyed.sort_unstable();
-        keyed.into_iter().map(|(_, i)| i).collect()
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&i, &j| {
+            row_bits(&self.left, i, d)
+                .cmp(row_bits(&self.left, j, d))
+                .then_with(|| row_bits(&self.right, i, d).cmp(row_bits(&self.right, j, d)))
+                .then(self.weights[i].to_bits().cmp(&self.weights[j].to_bits()))
+        });
+        order
     }
+}
+
+/// Row `k`'s values as bit patterns, for a total order on vectors.
+fn row_bits(values: &[f32], k: usize, d: usize) -> impl Iterator<Item = u32> + '_ {
+    values[k * d..(k + 1) * d].iter().map(|x| x.to_bits())
 }
 
 fn unit(v: &[f32]) -> Option<Vec<f32>> {

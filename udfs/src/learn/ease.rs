@@ -270,7 +270,7 @@ impl Accumulator for EaseAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         if self.users.is_empty() {
-            return Ok(ScalarValue::try_from(output_type())?);
+            return ScalarValue::try_from(output_type());
         }
         let options: EaseOptions = self.options.parse(NAME)?;
         let interactions = Interactions::new(&self.users, &self.items, &self.weights);

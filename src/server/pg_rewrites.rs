@@ -1,0 +1,199 @@
+//! PostgreSQL statements that datafusion-postgres would answer wrongly, rewritten as text
+//! before it parses them, so that the simple and the extended protocol (Describe
+//! included) see the same statement.
+//!
+//! 1. `SELECT 1` answers `int4`, as PostgreSQL types an integer literal that fits 32
+//!    bits. DataFusion types every integer literal as `Int64`, which goes out as `int8`,
+//!    and clients see the difference — node-postgres hands an `int8` back as the string
+//!    "1", JDBC's `getObject` gives a `Long`, ORMs map the column to a big integer. Only
+//!    the literals a client receives as a column matter: those in the outermost `SELECT`
+//!    list (of each branch of a `UNION`). Each becomes `CAST(literal AS INTEGER)`, named
+//!    `?column?` when it had no name, as PostgreSQL names it. `count(*)` and other
+//!    `bigint` results are already `int8`, as in PostgreSQL.
+//! 2. `'pg_catalog.array_in'::regproc` becomes the function's bare name `'array_in'`.
+//!    rankql's `pg_type.typinput` holds function names, and pgjdbc asks
+//!    `typinput = 'pg_catalog.array_in'::regproc` for every type it does not know — such
+//!    as pgvector's `vector` — before `getObject` can return it; datafusion-postgres
+//!    would look the name up in `pg_proc`, find nothing and fail.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, CastKind, DataType, Expr, Ident, SelectItem, SetExpr, Statement,
+    UnaryOperator, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// The rewritten statement, or `None` when nothing needs rewriting (or the text is not
+/// one statement), so the caller keeps the original text.
+pub fn rewrite(sql: &str) -> Option<String> {
+    let literals = starts_like_a_query(sql);
+    let regproc = contains_ignoring_case(sql, b"regproc");
+    if !literals && !regproc {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [statement] = statements.as_mut_slice() else {
+        return None;
+    };
+    let mut changed = false;
+    if let (true, Statement::Query(query)) = (literals, &mut *statement) {
+        changed |= cast_literals(&mut query.body);
+    }
+    if regproc {
+        changed |= regproc_names(statement);
+    }
+    changed.then(|| statement.to_string())
+}
+
+fn contains_ignoring_case(text: &str, word: &[u8]) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|window| window.eq_ignore_ascii_case(word))
+}
+
+/// Replaces `'schema.name'::regproc` by `'name'`.
+fn regproc_names(statement: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Cast {
+            expr: operand,
+            data_type,
+            ..
+        } = expr
+        {
+            let type_name = data_type.to_string().to_lowercase();
+            let is_regproc =
+                type_name.strip_prefix("pg_catalog.").unwrap_or(&type_name) == "regproc";
+            if let (true, Expr::Value(value)) = (is_regproc, operand.as_ref()) {
+                if let Value::SingleQuotedString(name) = &value.value {
+                    let bare = name.rsplit('.').next().unwrap_or(name).to_string();
+                    *expr = Expr::Value(Value::SingleQuotedString(bare).into());
+                    changed = true;
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// A cheap test on the text before parsing: only `SELECT`, `VALUES` aside, can project
+/// a literal.
+fn starts_like_a_query(sql: &str) -> bool {
+    let text = sql.trim_start().trim_start_matches('(').trim_start();
+    text.get(..6)
+        .is_some_and(|start| start.eq_ignore_ascii_case("select"))
+        && text.bytes().any(|b| b.is_ascii_digit())
+}
+
+fn cast_literals(body: &mut SetExpr) -> bool {
+    match body {
+        SetExpr::Select(select) => {
+            let mut changed = false;
+            for item in &mut select.projection {
+                match item {
+                    SelectItem::UnnamedExpr(expr) if is_int4_literal(expr) => {
+                        *item = SelectItem::ExprWithAlias {
+                            expr: as_int4(expr.clone()),
+                            alias: Ident::with_quote('"', "?column?"),
+                        };
+                        changed = true;
+                    }
+                    SelectItem::ExprWithAlias { expr, .. } if is_int4_literal(expr) => {
+                        *expr = as_int4(expr.clone());
+                        changed = true;
+                    }
+                    _ => {}
+                }
+            }
+            changed
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            let left = cast_literals(left);
+            cast_literals(right) || left
+        }
+        SetExpr::Query(query) => cast_literals(&mut query.body),
+        _ => false,
+    }
+}
+
+/// An integer literal (possibly negated) within `int4`'s range.
+fn is_int4_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Number(text, _) => text.parse::<i32>().is_ok(),
+            _ => false,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(value) => match &value.value {
+                Value::Number(text, _) => format!("-{text}").parse::<i32>().is_ok(),
+                _ => false,
+            },
+            _ => false,
+        },
+        Expr::Nested(inner) => is_int4_literal(inner),
+        _ => false,
+    }
+}
+
+fn as_int4(expr: Expr) -> Expr {
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(expr),
+        data_type: DataType::Integer(None),
+        array: false,
+        format: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_literals_become_int4() {
+        assert_eq!(
+            rewrite("SELECT 1").as_deref(),
+            Some(r#"SELECT CAST(1 AS INTEGER) AS "?column?""#)
+        );
+        assert_eq!(
+            rewrite("select -5 AS n, 'x', 3000000000 AS big").as_deref(),
+            Some("SELECT CAST(-5 AS INTEGER) AS n, 'x', 3000000000 AS big")
+        );
+        assert_eq!(
+            rewrite("SELECT 1 AS a UNION ALL SELECT 2").as_deref(),
+            Some(
+                r#"SELECT CAST(1 AS INTEGER) AS a UNION ALL SELECT CAST(2 AS INTEGER) AS "?column?""#
+            )
+        );
+    }
+
+    #[test]
+    fn regproc_names_lose_their_schema() {
+        assert_eq!(
+            rewrite("SELECT typinput='pg_catalog.array_in'::regproc FROM pg_type WHERE oid = $1")
+                .as_deref(),
+            Some("SELECT typinput = 'array_in' FROM pg_type WHERE oid = $1")
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_alone() {
+        for sql in [
+            "SELECT count(*) FROM t",
+            "SELECT 1.5",
+            "SELECT x FROM (SELECT 1 AS x)",
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1; SELECT 2",
+            "SELECT 'no digits'",
+            "not sql 1",
+        ] {
+            assert_eq!(rewrite(sql), None, "{sql}");
+        }
+    }
+}
