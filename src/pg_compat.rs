@@ -1,7 +1,7 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
 //! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
-//! `pg_type_is_visible`, `pg_collation_is_visible`, `json_build_object`,
+//! `pg_type_is_visible`, `pg_function_is_visible`, `pg_collation_is_visible`, `json_build_object`,
 //! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`; and the version
 //! rankql identifies as.
 //!
@@ -64,6 +64,11 @@ pub fn register(context: &SessionContext) {
         ),
         constant(
             "pg_type_is_visible",
+            vec![DataType::Int32],
+            ScalarValue::Boolean(Some(true)),
+        ),
+        constant(
+            "pg_function_is_visible",
             vec![DataType::Int32],
             ScalarValue::Boolean(Some(true)),
         ),

@@ -9,7 +9,13 @@
 //!    the literals a client receives as a column matter: those in the outermost `SELECT`
 //!    list (of each branch of a `UNION`). Each becomes `CAST(literal AS INTEGER)`, named
 //!    `?column?` when it had no name, as PostgreSQL names it. `count(*)` and other
-//!    `bigint` results are already `int8`, as in PostgreSQL.
+//!    `bigint` results are already `int8`, as in PostgreSQL; a second unnamed literal is
+//!    named `?column?_2` (DataFusion wants names to differ).
+//!
+//!    The rewritten text must still be what datafusion-postgres expects: it replaces some
+//!    known catalog queries (psql's `\d`) by simpler ones when their tokens match, so a
+//!    rewrite that touched those would break them. Hence only literals are touched
+//!    (PostgreSQL's `SELECT NULL, NULL`, two columns of one name, stays an error).
 //! 2. `'pg_catalog.array_in'::regproc` becomes the function's bare name `'array_in'`.
 //!    rankql's `pg_type.typinput` holds function names, and pgjdbc asks
 //!    `typinput = 'pg_catalog.array_in'::regproc` for every type it does not know — such
@@ -19,8 +25,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, CastKind, DataType, Expr, Ident, SelectItem, SetExpr, Statement,
-    UnaryOperator, Value,
+    visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Ident, SelectItem, SetExpr,
+    Statement, UnaryOperator, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -29,7 +35,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// one statement), so the caller keeps the original text.
 pub fn rewrite(sql: &str) -> Option<String> {
     let literals = starts_like_a_query(sql);
-    let regproc = contains_ignoring_case(sql, b"regproc");
+    let regproc = contains_ignoring_case(sql, b"regproc")
+        || REGPROC_COLUMNS
+            .iter()
+            .any(|column| contains_ignoring_case(sql, column.as_bytes()));
     if !literals && !regproc {
         return None;
     }
@@ -39,7 +48,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
     };
     let mut changed = false;
     if let (true, Statement::Query(query)) = (literals, &mut *statement) {
-        changed |= cast_literals(&mut query.body);
+        changed |= postgres_select_list(&mut query.body);
     }
     if regproc {
         changed |= regproc_names(statement);
@@ -53,7 +62,12 @@ fn contains_ignoring_case(text: &str, word: &[u8]) -> bool {
         .any(|window| window.eq_ignore_ascii_case(word))
 }
 
-/// Replaces `'schema.name'::regproc` by `'name'`.
+/// `pg_type`'s `regproc` columns, which rankql holds as function names (`-` for none).
+const REGPROC_COLUMNS: [&str; 4] = ["typinput", "typoutput", "typreceive", "typsend"];
+
+/// Replaces `'schema.name'::regproc` by `'name'`; a comparison of a `regproc` column
+/// with `0` (PostgreSQL's "no function", as npgsql and pgAdmin ask `typreceive != 0`) by
+/// one with `'-'`; and `pg_proc.oid` compared with one by `pg_proc.proname`.
 fn regproc_names(statement: &mut Statement) -> bool {
     let mut changed = false;
     let _ = visit_expressions_mut(statement, |expr| {
@@ -74,13 +88,59 @@ fn regproc_names(statement: &mut Statement) -> bool {
                 }
             }
         }
+        if let Expr::BinaryOp { left, op, right } = expr {
+            let compares = matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq);
+            if compares && is_regproc_column(left) && is_zero(right) {
+                **right = Expr::Value(Value::SingleQuotedString("-".into()).into());
+                changed = true;
+            }
+            if compares && is_regproc_column(right) {
+                changed |= pg_proc_oid_as_name(left);
+            }
+            if compares && is_regproc_column(left) {
+                changed |= pg_proc_oid_as_name(right);
+            }
+        }
         ControlFlow::<()>::Continue(())
     });
     changed
 }
 
-/// A cheap test on the text before parsing: only `SELECT`, `VALUES` aside, can project
-/// a literal.
+fn is_regproc_column(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(last) => &last.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    REGPROC_COLUMNS
+        .iter()
+        .any(|column| name.eq_ignore_ascii_case(column))
+}
+
+/// `pg_proc.oid` compared with a `regproc` column (npgsql joins `pg_proc.oid =
+/// typreceive`) becomes `pg_proc.proname`, the form rankql's column holds.
+fn pg_proc_oid_as_name(expr: &mut Expr) -> bool {
+    let Expr::CompoundIdentifier(parts) = expr else {
+        return false;
+    };
+    let [.., table, column] = parts.as_mut_slice() else {
+        return false;
+    };
+    if !(table.value.eq_ignore_ascii_case("pg_proc") && column.value.eq_ignore_ascii_case("oid")) {
+        return false;
+    }
+    *column = Ident::new("proname");
+    true
+}
+
+fn is_zero(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(value) if matches!(&value.value, Value::Number(text, _) if text == "0"))
+}
+
+/// A cheap test on the text before parsing: only a `SELECT` can project a literal.
 fn starts_like_a_query(sql: &str) -> bool {
     let text = sql.trim_start().trim_start_matches('(').trim_start();
     text.get(..6)
@@ -88,16 +148,17 @@ fn starts_like_a_query(sql: &str) -> bool {
         && text.bytes().any(|b| b.is_ascii_digit())
 }
 
-fn cast_literals(body: &mut SetExpr) -> bool {
+fn postgres_select_list(body: &mut SetExpr) -> bool {
     match body {
         SetExpr::Select(select) => {
+            let mut names = ColumnNames::new(&select.projection);
             let mut changed = false;
             for item in &mut select.projection {
                 match item {
                     SelectItem::UnnamedExpr(expr) if is_int4_literal(expr) => {
                         *item = SelectItem::ExprWithAlias {
                             expr: as_int4(expr.clone()),
-                            alias: Ident::with_quote('"', "?column?"),
+                            alias: names.unused(),
                         };
                         changed = true;
                     }
@@ -111,11 +172,43 @@ fn cast_literals(body: &mut SetExpr) -> bool {
             changed
         }
         SetExpr::SetOperation { left, right, .. } => {
-            let left = cast_literals(left);
-            cast_literals(right) || left
+            let left = postgres_select_list(left);
+            postgres_select_list(right) || left
         }
-        SetExpr::Query(query) => cast_literals(&mut query.body),
+        SetExpr::Query(query) => postgres_select_list(&mut query.body),
         _ => false,
+    }
+}
+
+/// The column names of one `SELECT` list. PostgreSQL names every unnamed constant
+/// `?column?`, twice if need be; DataFusion wants names to differ, so later ones get
+/// `?column?_2`, `?column?_3`…
+struct ColumnNames {
+    taken: std::collections::HashSet<String>,
+}
+
+impl ColumnNames {
+    fn new(projection: &[SelectItem]) -> Self {
+        let taken = projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+                _ => None,
+            })
+            .collect();
+        Self { taken }
+    }
+
+    /// `?column?`, or the first `?column?_N` not yet used.
+    fn unused(&mut self) -> Ident {
+        let mut name = "?column?".to_string();
+        let mut n = 1;
+        while self.taken.contains(&name) {
+            n += 1;
+            name = format!("?column?_{n}");
+        }
+        self.taken.insert(name.clone());
+        Ident::with_quote('"', name)
     }
 }
 
@@ -166,6 +259,12 @@ mod tests {
             Some("SELECT CAST(-5 AS INTEGER) AS n, 'x', 3000000000 AS big")
         );
         assert_eq!(
+            rewrite("SELECT 1, 2, NULL, x FROM t").as_deref(),
+            Some(
+                r#"SELECT CAST(1 AS INTEGER) AS "?column?", CAST(2 AS INTEGER) AS "?column?_2", NULL, x FROM t"#
+            )
+        );
+        assert_eq!(
             rewrite("SELECT 1 AS a UNION ALL SELECT 2").as_deref(),
             Some(
                 r#"SELECT CAST(1 AS INTEGER) AS a UNION ALL SELECT CAST(2 AS INTEGER) AS "?column?""#
@@ -180,6 +279,16 @@ mod tests {
                 .as_deref(),
             Some("SELECT typinput = 'array_in' FROM pg_type WHERE oid = $1")
         );
+        assert_eq!(
+            rewrite("SELECT oid FROM pg_type WHERE (typreceive != 0 OR t.typsend <> 0) AND typlen = 0")
+                .as_deref(),
+            Some("SELECT oid FROM pg_type WHERE (typreceive <> '-' OR t.typsend <> '-') AND typlen = 0")
+        );
+        assert_eq!(
+            rewrite("SELECT 'x' FROM pg_type a JOIN pg_proc ON pg_proc.oid = a.typreceive")
+                .as_deref(),
+            Some("SELECT 'x' FROM pg_type a JOIN pg_proc ON pg_proc.proname = a.typreceive")
+        );
     }
 
     #[test]
@@ -191,6 +300,7 @@ mod tests {
             "INSERT INTO t VALUES (1)",
             "SELECT 1; SELECT 2",
             "SELECT 'no digits'",
+            "SELECT NULL, x FROM t",
             "not sql 1",
         ] {
             assert_eq!(rewrite(sql), None, "{sql}");

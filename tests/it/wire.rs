@@ -417,4 +417,7 @@ async fn integer_literals_are_int4_and_counts_int8_as_in_postgresql() {
         .await
         .unwrap();
     assert_eq!(types(&union), ["x int4"]);
+    // Two unnamed literals get two names (PostgreSQL repeats `?column?`).
+    let two = client.prepare("SELECT 1, 2").await.unwrap();
+    assert_eq!(types(&two), ["?column? int4", "?column?_2 int4"]);
 }
