@@ -79,15 +79,13 @@ impl ScalarUDFImpl for Adapt {
             VectorArg::Constant(Some(w)) => Weights::new(w)?.apply_to_rows(&vectors, rows)?,
             _ => (0..rows)
                 .map(|i| match (adapter.row(i), vectors.row(i)) {
-                    (Some(w), Some(v)) => {
-                        Weights::new(w)?.apply_to_rows(&VectorArg::Constant(Some(v.to_vec())), 1)
-                    }
-                    _ => Ok(vec![None]),
+                    (Some(w), Some(v)) => Ok(Weights::new(w)?
+                        .apply_to_rows(&VectorArg::Constant(Some(v.to_vec())), 1)?
+                        .pop()
+                        .flatten()),
+                    _ => Ok(None),
                 })
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect(),
+                .collect::<Result<Vec<_>>>()?,
         };
         let mut output = VectorBuilder::new(args.return_field.data_type(), rows);
         for row in &adapted {

@@ -22,26 +22,31 @@ impl OptionsText {
     pub fn observe(&mut self, array: &ArrayRef, function: &str) -> Result<()> {
         let array = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
         for value in array.as_string::<i32>().iter().flatten() {
-            match &self.text {
-                Some(seen) if seen == value => {}
-                Some(seen) => {
-                    return exec_err!(
-                        "{function}: the options must be the same for every row of a group, \
-                         got '{seen}' and '{value}'"
-                    )
-                }
-                None => self.text = Some(value.to_string()),
-            }
+            self.note(value, function)?;
         }
         Ok(())
     }
 
     /// Merges the options seen by another accumulator of the same group.
     pub fn merge(&mut self, other: Option<&str>, function: &str) -> Result<()> {
-        let Some(other) = other else { return Ok(()) };
-        let array: ArrayRef =
-            std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec![other]));
-        self.observe(&array, function)
+        match other {
+            Some(value) => self.note(value, function),
+            None => Ok(()),
+        }
+    }
+
+    fn note(&mut self, value: &str, function: &str) -> Result<()> {
+        match &self.text {
+            Some(seen) if seen == value => Ok(()),
+            Some(seen) => exec_err!(
+                "{function}: the options must be the same for every row of a group, \
+                 got '{seen}' and '{value}'"
+            ),
+            None => {
+                self.text = Some(value.to_string());
+                Ok(())
+            }
+        }
     }
 
     /// The text seen, for the accumulator state.
