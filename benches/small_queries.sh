@@ -2,6 +2,8 @@
 # Small-query throughput: rankql vs PostgreSQL on this machine, in the same run.
 #   select1: `SELECT 1` over the simple protocol (what a health check or a driver's
 #            connection test sends);
+#   select1p: `SELECT 1` prepared (pgbench -M prepared), as drivers that use the extended
+#            protocol for everything (psycopg 3, pgjdbc, Npgsql) send it;
 #   lookup:  `SELECT product_id, title, price FROM products WHERE product_id = $1`, a
 #            prepared statement (pgbench -M prepared: Parse once, then Bind/Execute), on
 #            a 100,000-row table (rankql: a durable table; PostgreSQL: a primary key).
@@ -60,8 +62,9 @@ measure() {
   local system=$1 port=$2 user=$3 db=$4
   for clients in 1 16; do
     result[$system,select1,$clients]=$(qps "$port" "$user" "$db" select1.sql simple "$clients")
+    result[$system,select1p,$clients]=$(qps "$port" "$user" "$db" select1.sql prepared "$clients")
     result[$system,lookup,$clients]=$(qps "$port" "$user" "$db" lookup.sql prepared "$clients")
-    echo "$system, $clients client(s): SELECT 1 ${result[$system,select1,$clients]}/s, lookup ${result[$system,lookup,$clients]}/s" >&2
+    echo "$system, $clients client(s): SELECT 1 ${result[$system,select1,$clients]}/s, prepared ${result[$system,select1p,$clients]}/s, lookup ${result[$system,lookup,$clients]}/s" >&2
   done
 }
 
@@ -88,7 +91,7 @@ measure PostgreSQL $PG_PORT postgres postgres
 
 # --- report -------------------------------------------------------------------------
 echo "small queries, $SECONDS_RUN s per run, queries/s (ratio rankql / PostgreSQL; target >= 0.8):"
-for query in select1 lookup; do
+for query in select1 select1p lookup; do
   for clients in 1 16; do
     awk -v q="$query" -v c="$clients" -v r="${result[rankql,$query,$clients]}" -v p="${result[PostgreSQL,$query,$clients]}" \
       'BEGIN { printf "%-8s %2d client(s): rankql %8d   PostgreSQL %8d   ratio %.2f\n", q, c, r, p, r / p }'

@@ -51,6 +51,8 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INVALID_PASSWORD: &str = "28P01";
 /// `28000`: the connection is not allowed (no TLS where it is required, no users yet).
 pub const INVALID_AUTHORIZATION: &str = "28000";
+/// `08P01`: a message that breaks the wire protocol's rules.
+pub const PROTOCOL_VIOLATION: &str = "08P01";
 /// `0A000`: a feature rankql does not have.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
@@ -136,7 +138,8 @@ fn storage_sqlstate(error: &StorageError) -> &'static str {
         | StorageError::Sync { .. }
         | StorageError::Read { .. }
         | StorageError::LogNotDurable { .. }
-        | StorageError::Index { .. } => "58030",
+        | StorageError::Index { .. }
+        | StorageError::Lookup { .. } => "58030",
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fast path for simple-protocol statements that read no table and whose result
 //! cannot change: `SELECT 1` (a driver's connection check, a pool's health check),
-//! `SELECT version()`, `SELECT 'x' || 'y'`.
+//! `SELECT version()`, `SELECT 'x' || 'y'` — sent as a simple query or prepared.
 //!
 //! Why: every statement otherwise goes through datafusion-postgres' parser and rewrites,
 //! DataFusion's parser, planner and optimizer, and an execution plan — about half a
@@ -72,21 +72,48 @@ impl ConstantQueries {
             return known.clone();
         }
         let result = run_if_constant(context, sql).await.map(Arc::new);
+        self.remember(query, result.clone());
+        result
+    }
+
+    /// The rows of a statement prepared over the extended protocol as `plan` (its text
+    /// `key`), when it is constant: run at its first Execute and remembered under `key`,
+    /// so that later Executes — of this or another statement with the same text — only
+    /// encode them.
+    pub async fn result_of_plan(
+        &self,
+        context: &SessionContext,
+        key: &str,
+        plan: &LogicalPlan,
+    ) -> Option<Arc<ConstantResult>> {
+        if let Some(known) = self.known.lock().get(key) {
+            return known.clone();
+        }
+        let result = rows_if_constant(context, plan.clone()).await.map(Arc::new);
+        self.remember(key, result.clone());
+        result
+    }
+
+    fn remember(&self, key: &str, result: Option<Arc<ConstantResult>>) {
         let mut known = self.known.lock();
         if known.len() >= REMEMBERED {
             known.clear();
         }
-        known.insert(query.to_string(), result.clone());
-        result
+        known.insert(key.to_string(), result);
     }
 }
 
 impl ConstantResult {
-    /// The rows as a query response, encoded with the client's settings.
-    pub fn response(&self, format_options: Arc<FormatOptions>) -> PgWireResult<Response> {
+    /// The rows as a query response in `format` (text, or a portal's result formats),
+    /// encoded with the client's settings.
+    pub fn response(
+        &self,
+        format: &Format,
+        format_options: Arc<FormatOptions>,
+    ) -> PgWireResult<Response> {
         let fields = Arc::new(arrow_schema_to_pg_fields(
             &self.schema,
-            &Format::UnifiedText,
+            format,
             Some(format_options),
         )?);
         let rows: Vec<_> = self
@@ -121,6 +148,11 @@ async fn run_if_constant(context: &SessionContext, query: &str) -> Option<Consta
     }
     let statement = DfStatement::Statement(Box::new(statements.remove(0)));
     let plan = context.state().statement_to_plan(statement).await.ok()?;
+    rows_if_constant(context, plan).await
+}
+
+/// Runs `plan` if it is constant.
+async fn rows_if_constant(context: &SessionContext, plan: LogicalPlan) -> Option<ConstantResult> {
     if !is_constant(&plan) {
         return None;
     }

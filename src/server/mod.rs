@@ -8,7 +8,9 @@
 //!   `GRANT` and the other role statements;
 //! - [`limits`]: `statement_timeout`, cancel requests, "too many connections";
 //! - [`copy`] and [`copy_in`]: `COPY … FROM STDIN`;
-//! - [`compat_hooks`]: statements answered for drivers (`SHOW server_version`, savepoints).
+//! - [`compat_hooks`]: statements answered for drivers (`SHOW server_version`, savepoints);
+//! - [`constant_queries`], [`point_lookup`] and [`fast_insert`]: small statements answered
+//!   without DataFusion's planning (`SELECT 1`, `WHERE key = $1`, `INSERT … VALUES`).
 
 pub mod admin;
 pub mod auth;
@@ -16,10 +18,12 @@ pub mod compat_hooks;
 pub mod constant_queries;
 pub mod copy;
 pub mod copy_in;
+pub mod deferred_flush;
 pub mod fast_insert;
 pub mod index_hook;
 pub mod limits;
 pub mod pg_rewrites;
+pub mod point_lookup;
 pub mod privileges;
 pub mod replace_hook;
 pub mod roles;

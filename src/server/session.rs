@@ -28,11 +28,13 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::DEFAULT_NAME;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::extendedquery::{Parse, ParseComplete};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete,
+};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use rankql_udfs::interrupt::StatementInterrupt;
@@ -43,10 +45,12 @@ use super::compat_hooks::{NoOpStatements, ResetSettings, ShowServerVersion};
 use super::constant_queries::ConstantQueries;
 use super::copy::CopyIn;
 use super::copy_in::{start_copy_in, user_error};
+use super::deferred_flush::DeferredFlush;
 use super::fast_insert::{FastInsert, PlainInsert};
 use super::index_hook::IndexStatements;
 use super::limits::StatementLimits;
 use super::pg_rewrites;
+use super::point_lookup::PointLookup;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
@@ -372,7 +376,7 @@ impl SimpleQueryHandler for SimpleQueries {
         }
         let format = |client: &C| Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         if let Some(result) = self.session.constants.known(query) {
-            return Ok(vec![result.response(format(client))?]);
+            return Ok(vec![result.response(&Format::UnifiedText, format(client))?]);
         }
         let typed = pg_rewrites::rewrite(query);
         let sql = typed.as_deref().unwrap_or(query);
@@ -386,7 +390,9 @@ impl SimpleQueryHandler for SimpleQueries {
                     .result(&self.session.context, query, sql)
                     .await
                 {
-                    Some(result) => Ok(vec![result.response(format(seen_by))?]),
+                    Some(result) => {
+                        Ok(vec![result.response(&Format::UnifiedText, format(seen_by))?])
+                    }
                     None => Ok(Vec::new()),
                 }
             })
@@ -646,12 +652,94 @@ impl ExtendedQueryHandler for ExtendedQueries {
             }
             None => client.portal_store().put_empty_statement(&name),
         }
-        futures::SinkExt::send(
+        futures::SinkExt::feed(
             client,
             PgWireBackendMessage::ParseComplete(ParseComplete::new()),
         )
         .await?;
         Ok(())
+    }
+
+    /// pgwire's own `on_bind`, except that BindComplete waits for Sync or Flush like the
+    /// other replies (see [`DeferredFlush`]).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) => {
+                if !message.parameters.is_empty() {
+                    return Err(user_error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement \
+                             {statement_name:?} requires 0",
+                            message.parameters.len()
+                        ),
+                    ));
+                }
+                client.portal_store().put_empty_portal(portal_name);
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        futures::SinkExt::feed(
+            client,
+            PgWireBackendMessage::BindComplete(BindComplete::new()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// pgwire's own `on_describe` on a [`DeferredFlush`] connection: the description goes
+    /// out with the next Sync or Flush.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_describe(&mut DeferredFlush(client), message).await
+    }
+
+    /// pgwire's own `on_execute` on a [`DeferredFlush`] connection: the rows and
+    /// CommandComplete go out with Sync's ReadyForQuery, in one write.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + ClientPortalStore
+            + futures::Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
+    {
+        let outcome = self._on_execute(&mut DeferredFlush(client), message).await;
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            futures::SinkExt::flush(client).await?;
+        }
+        outcome
     }
 
     async fn do_query<C>(
@@ -686,11 +774,34 @@ impl ExtendedQueryHandler for ExtendedQueries {
         }
         // Checked at Parse, and again at each Execute: a prepared statement kept by a
         // driver must not outlive a REVOKE. (The plan is walked, not made again.)
-        if let Some((_, plan)) = planned {
+        let limits = StatementLimits::start(client, &self.session.interrupt);
+        if let Some((statement, plan)) = planned {
             let role = self.session.role(client);
             self.session.checker().check(&role, plan).map_err(denied)?;
+            // Other statements may belong to a hook (SHOW, cursors), which runs later.
+            let is_query = matches!(statement, Statement::Query(_));
+            if let Some(lookup) = PointLookup::of(plan).filter(|_| is_query) {
+                if let Some(response) = lookup.answer(portal, client).await? {
+                    return Ok(response);
+                }
+            }
+            if is_query && portal.parameter_len() == 0 {
+                let (constants, context) = (&self.session.constants, &self.session.context);
+                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let format = &portal.result_column_format;
+                let mut constant = limits
+                    .run(async move {
+                        match constants.result_of_plan(context, sql, plan).await {
+                            Some(result) => Ok(vec![result.response(format, options)?]),
+                            None => Ok(Vec::new()),
+                        }
+                    })
+                    .await?;
+                if let Some(response) = constant.pop() {
+                    return Ok(response);
+                }
+            }
         }
-        let limits = StatementLimits::start(client, &self.session.interrupt);
         let service = self.session.service.clone();
         let mut responses = limits
             .run(async move {

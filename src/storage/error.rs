@@ -105,6 +105,14 @@ pub enum StorageError {
         /// The index's reason.
         source: Box<super::vector_index::IndexError>,
     },
+    /// A lookup by key failed.
+    #[error("table {table}: {source}")]
+    Lookup {
+        /// The table.
+        table: String,
+        /// The lookup's reason.
+        source: super::LookupError,
+    },
     /// An append that is not a plain append.
     #[error("table {0}: only INSERT INTO … (append) is supported on durable tables")]
     NotAppend(String),

@@ -16,12 +16,15 @@
 //!   at in-memory speed.
 //! - `vector_index` holds HNSW indexes on vector columns and the optimizer rule that
 //!   uses them for `ORDER BY distance LIMIT k`.
+//! - `key_lookup` answers `WHERE key = value` from per-file sorted key lists, without a
+//!   scan.
 //! - `durability` forces writes to disk when synchronous commit is on; `replace` makes
 //!   `CREATE OR REPLACE TABLE` swap a durable table in one step.
 
 mod committer;
 mod durability;
 mod error;
+mod key_lookup;
 mod replace;
 mod schema;
 mod table;
@@ -32,6 +35,7 @@ mod wal;
 pub use committer::WriterPolicy;
 pub use durability::SyncError;
 pub use error::StorageError;
+pub use key_lookup::{LookupError, Probe};
 pub use replace::create_or_replace;
 pub use schema::{DurableSchema, LOCK_FILE, TABLES_DIR};
 pub use table::DurableTable;

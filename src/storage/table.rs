@@ -22,6 +22,7 @@ use futures::TryStreamExt;
 use rayon::prelude::*;
 
 use super::committer::{Committer, Published, Snapshot};
+use super::key_lookup::{KeyIndexes, LookupError, Probe};
 use super::table_cache::{FileBatches, TableCache};
 use super::vector_index::{IndexedScanExec, ScanSource, TableIndexes};
 use super::StorageError;
@@ -34,6 +35,7 @@ pub struct DurableTable {
     committer: Committer,
     cache: Arc<TableCache>,
     indexes: Arc<TableIndexes>,
+    keys: Arc<KeyIndexes>,
 }
 
 impl DurableTable {
@@ -49,6 +51,7 @@ impl DurableTable {
             committer,
             cache,
             indexes,
+            keys: Arc::default(),
         }
     }
 
@@ -102,6 +105,48 @@ impl DurableTable {
             projection.cloned(),
         )?;
         Ok(Some(plan))
+    }
+
+    /// The rows whose column `column` equals `probe`, with the columns of `projection`,
+    /// found through per-file key lists instead of a scan (`key_lookup`); `None` when the
+    /// table cannot be looked up that way (it does not fit in the table cache, or the
+    /// column is neither integer nor text).
+    pub async fn lookup(
+        &self,
+        column: usize,
+        probe: &Probe,
+        projection: &[usize],
+    ) -> Result<Option<Vec<RecordBatch>>, StorageError> {
+        let failed = |source| StorageError::Lookup {
+            table: self.name.clone(),
+            source,
+        };
+        let Snapshot { delta, pending } = self.committer.snapshot();
+        let lists = match self.keys.ready(&delta.files, column) {
+            Some(lists) => lists,
+            None => {
+                let (keys, cache, schema, files) = (
+                    self.keys.clone(),
+                    self.cache.clone(),
+                    self.schema.clone(),
+                    delta.files.clone(),
+                );
+                let built = tokio::task::spawn_blocking(move || {
+                    keys.build(&cache, &schema, &files, column)
+                })
+                .await
+                .map_err(|e| failed(LookupError::Stopped(e.to_string())))?
+                .map_err(failed)?;
+                match built {
+                    Some(lists) => lists,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let rows = lists
+            .find(&pending, column, probe, projection)
+            .map_err(|e| failed(e.into()))?;
+        Ok(Some(rows))
     }
 
     /// The table's name (also its directory under `DATA_DIR/tables`).

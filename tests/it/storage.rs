@@ -732,3 +732,97 @@ async fn parameter_inserts_store_what_literal_inserts_store() {
         .unwrap_err();
     assert!(refused.as_db_error().is_some(), "{refused:?}");
 }
+
+/// Prepared `WHERE key = $1` statements on durable tables are answered from the tables'
+/// key lists (`point_lookup`): the shapes it takes and leaves, and — over the wire, in
+/// binary and text results — the same rows as a scan, including rows still in the
+/// write-ahead log, NULL keys, missing keys, text keys and duplicate keys.
+#[tokio::test]
+async fn prepared_key_lookups_answer_as_a_scan_would() {
+    use rankql::server::point_lookup::PointLookup;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(durable_options(dir.path())).await.unwrap();
+    query(
+        &engine,
+        "CREATE TABLE items AS SELECT value AS id, 'item ' || value AS name, \
+         CAST(value % 7 AS INT) AS shelf FROM range(0, 5000)",
+    )
+    .await;
+    let plan = |sql: &'static str| {
+        let state = engine.context.state();
+        async move { state.create_logical_plan(sql).await.unwrap() }
+    };
+    for taken in [
+        "SELECT id, name FROM items WHERE id = $1",
+        "SELECT * FROM items WHERE $1 = name",
+        "SELECT i.name AS n FROM items i WHERE i.shelf = 3",
+    ] {
+        assert!(PointLookup::of(&plan(taken).await).is_some(), "{taken}");
+    }
+    for left in [
+        "SELECT id FROM items WHERE id + 0 = $1",
+        "SELECT upper(name) FROM items WHERE id = $1",
+        "SELECT id FROM items WHERE id = $1 AND shelf = 2",
+        "SELECT id FROM items WHERE id > $1",
+        "SELECT count(*) FROM items WHERE id = $1",
+        "SELECT id FROM items WHERE id = $1 LIMIT 1",
+    ] {
+        assert!(PointLookup::of(&plan(left).await).is_none(), "{left}");
+    }
+    drop(engine);
+
+    let server = start_server_with(durable_options(dir.path())).await;
+    let client = connect(server.port).await;
+    // Rows acknowledged after the statement was prepared, still in the write-ahead log.
+    let lookup = client
+        .prepare("SELECT id, name, shelf FROM items WHERE id = $1")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO items VALUES (9001, 'late', 1), (42, 'second 42', 0)")
+        .await
+        .unwrap();
+    let scan = client
+        .prepare("SELECT id, name, shelf FROM items WHERE id + 0 = $1 ORDER BY name")
+        .await
+        .unwrap();
+    let rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(i64, String, i32)> {
+        let mut rows: Vec<(i64, String, i32)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        rows.sort_by(|a, b| a.1.cmp(&b.1));
+        rows
+    };
+    for key in [0i64, 42, 4999, 9001, 5000, -1] {
+        let found = rows(client.query(&lookup, &[&key]).await.unwrap());
+        let scanned = rows(client.query(&scan, &[&key]).await.unwrap());
+        assert_eq!(found, scanned, "key {key}");
+    }
+    assert_eq!(
+        rows(client.query(&lookup, &[&42i64]).await.unwrap()).len(),
+        2,
+        "both rows of a duplicate key"
+    );
+    let none: Option<i64> = None;
+    assert!(client.query(&lookup, &[&none]).await.unwrap().is_empty());
+    let by_name = client
+        .prepare("SELECT id FROM items WHERE name = $1")
+        .await
+        .unwrap();
+    let ids: Vec<i64> = client
+        .query(&by_name, &[&"item 77"])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [77]);
+    // The text protocol (what psql and pgbench read) with a literal key.
+    let text = client
+        .simple_query("SELECT name FROM items WHERE id = 9001")
+        .await
+        .unwrap();
+    assert!(format!("{text:?}").contains("late"), "{text:?}");
+}
