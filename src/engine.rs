@@ -159,6 +159,7 @@ impl Engine {
         crate::pg_compat::register(&context);
         crate::pg_types::register(&context).await?;
         crate::pg_indexes::register_index_catalog(&context, storage.clone())?;
+        crate::pg_columns::register(&context)?;
         crate::value_limits::register(&context);
         let mut models = options.models;
         if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {

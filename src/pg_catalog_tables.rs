@@ -25,6 +25,12 @@ pub trait RowRewrite: Send + Sync {
     /// `rows` (the table's rows, one batch) as rankql shows them; `catalog` reads the
     /// catalog's other tables (as the wrapped schema has them).
     async fn rewrite(&self, rows: RecordBatch, catalog: &CatalogReader<'_>) -> Result<RecordBatch>;
+
+    /// The table's columns as rankql shows them, given the catalog's (the same unless
+    /// the rewrite adds columns or changes their types).
+    fn schema(&self, catalog: SchemaRef) -> SchemaRef {
+        catalog
+    }
 }
 
 /// Reads whole tables of the wrapped `pg_catalog` for a [`RowRewrite`].
@@ -166,7 +172,7 @@ impl std::fmt::Debug for RewrittenTable {
 #[async_trait]
 impl TableProvider for RewrittenTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        self.rewrite.schema(self.table.schema())
     }
 
     fn table_type(&self) -> TableType {

@@ -2,8 +2,11 @@
 //! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
 //! `pg_type_is_visible`, `pg_function_is_visible`, `pg_collation_is_visible`, `json_build_object`,
-//! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`; and the version
-//! rankql identifies as.
+//! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`, the comment
+//! functions `obj_description`, `col_description` and `shobj_description` (rankql has no
+//! `COMMENT`, so NULL), `pg_get_function_result` and `pg_get_function_arguments`
+//! (NULL: rankql has no SQL-defined functions to describe), `pg_tablespace_location` (NULL:
+//! the default tablespaces have no location); and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
 //! DataGrip, pgcli, Superset and SQLAlchemy fail their first screen on the others. The
@@ -15,7 +18,8 @@ use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
-    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -90,8 +94,52 @@ pub fn register(context: &SessionContext) {
             ScalarValue::Boolean(Some(false)),
         ),
         json_build_object(),
+        no_text("obj_description", &[1, 2]),
+        no_text("col_description", &[2]),
+        no_text("shobj_description", &[2]),
+        no_text("pg_get_function_result", &[1]),
+        no_text("pg_get_function_arguments", &[1]),
+        no_text("pg_tablespace_location", &[1]),
     ] {
         context.register_udf(udf);
+    }
+}
+
+/// A function that answers NULL text for any arguments of the given counts.
+fn no_text(name: &'static str, argument_counts: &[usize]) -> ScalarUDF {
+    ScalarUDF::new_from_impl(NoText {
+        name,
+        signature: Signature::one_of(
+            argument_counts
+                .iter()
+                .map(|count| TypeSignature::Any(*count))
+                .collect(),
+            Volatility::Stable,
+        ),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoText {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NoText {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalog_rewrites;
 pub mod compat_hooks;
 pub mod constant_queries;
 pub mod copy;

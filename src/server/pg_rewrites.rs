@@ -15,14 +15,17 @@
 //!    The rewritten text must still be what datafusion-postgres expects: it replaces some
 //!    known catalog queries (psql's `\d`) by simpler ones when their tokens match, so a
 //!    rewrite that touched those would break them. Hence only literals are touched
-//!    (PostgreSQL's `SELECT NULL, NULL`, two columns of one name, stays an error).
+//!    (repeated unnamed `NULL`s are named by [`catalog_rewrites`], which checks first).
 //! 2. `'pg_catalog.array_in'::regproc` becomes the function's bare name `'array_in'`.
 //!    rankql's `pg_type.typinput` holds function names, and pgjdbc asks
 //!    `typinput = 'pg_catalog.array_in'::regproc` for every type it does not know — such
 //!    as pgvector's `vector` — before `getObject` can return it; datafusion-postgres
 //!    would look the name up in `pg_proc`, find nothing and fail.
+//! 3. The constructs of [`catalog_rewrites`]: `generate_subscripts`, `ARRAY(subquery)`,
+//!    catalog lookups in scalar subqueries, repeated unnamed `NULL`s.
 
 use std::ops::ControlFlow;
+use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Ident, SelectItem, SetExpr,
@@ -30,6 +33,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use super::catalog_rewrites;
 
 /// The rewritten statement, or `None` when nothing needs rewriting (or the text is not
 /// one statement), so the caller keeps the original text.
@@ -39,13 +45,15 @@ pub fn rewrite(sql: &str) -> Option<String> {
         || REGPROC_COLUMNS
             .iter()
             .any(|column| contains_ignoring_case(sql, column.as_bytes()));
-    if !literals && !regproc {
+    let constructs = catalog_rewrites::may_apply(sql);
+    if !literals && !regproc && !constructs {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let [statement] = statements.as_mut_slice() else {
         return None;
     };
+    let constructs = constructs && !replaced_by_datafusion_postgres(sql, statement);
     let mut changed = false;
     if let (true, Statement::Query(query)) = (literals, &mut *statement) {
         changed |= postgres_select_list(&mut query.body);
@@ -53,8 +61,29 @@ pub fn rewrite(sql: &str) -> Option<String> {
     if regproc {
         changed |= regproc_names(statement);
     }
+    if constructs {
+        changed |= catalog_rewrites::constructs(statement);
+        if let Statement::Query(query) = &mut *statement {
+            changed |= catalog_rewrites::name_nulls(&mut query.body);
+        }
+    }
     changed.then(|| statement.to_string())
 }
+
+/// datafusion-postgres' parser replaces some catalog queries it knows (psql's `\\d`
+/// publications and row policies) by ones DataFusion can run, matching their tokens; such
+/// a query must reach it unchanged. Told by comparing its full parse with its rewrite
+/// rules alone.
+fn replaced_by_datafusion_postgres(sql: &str, statement: &Statement) -> bool {
+    match PARSER.parse(sql) {
+        Ok(parsed) => parsed != [PARSER.rewrite(statement.clone())],
+        Err(_) => false,
+    }
+}
+
+/// datafusion-postgres' parser, with its replacements of known catalog queries.
+static PARSER: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
 
 fn contains_ignoring_case(text: &str, word: &[u8]) -> bool {
     text.as_bytes()
@@ -183,12 +212,12 @@ fn postgres_select_list(body: &mut SetExpr) -> bool {
 /// The column names of one `SELECT` list. PostgreSQL names every unnamed constant
 /// `?column?`, twice if need be; DataFusion wants names to differ, so later ones get
 /// `?column?_2`, `?column?_3`…
-struct ColumnNames {
+pub(crate) struct ColumnNames {
     taken: std::collections::HashSet<String>,
 }
 
 impl ColumnNames {
-    fn new(projection: &[SelectItem]) -> Self {
+    pub(crate) fn new(projection: &[SelectItem]) -> Self {
         let taken = projection
             .iter()
             .filter_map(|item| match item {
@@ -200,7 +229,7 @@ impl ColumnNames {
     }
 
     /// `?column?`, or the first `?column?_N` not yet used.
-    fn unused(&mut self) -> Ident {
+    pub(crate) fn unused(&mut self) -> Ident {
         let mut name = "?column?".to_string();
         let mut n = 1;
         while self.taken.contains(&name) {
