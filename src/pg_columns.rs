@@ -10,21 +10,33 @@
 //!   `indkey[i]` sees the difference;
 //! - `pg_class` gets `relacl` and `reloptions` (NULL: default privileges, no options),
 //!   `pg_namespace` and `pg_tablespace` get `xmin` (the row version tools use to notice
-//!   changes; the catalog's rows are rebuilt on every read, so it is constant).
+//!   changes; the catalog's rows are rebuilt on every read, so it is constant);
+//! - `information_schema.table_constraints`, `referential_constraints` and
+//!   `character_sets`, which DataFusion's `information_schema` lacks, are added to
+//!   `pg_catalog` as `information_schema_…` (the server's rewrites point queries there):
+//!   rankql tables have no constraints, so the constraint views have no rows;
+//!   `character_sets` has the one character set, UTF8;
+//! - `pg_locks`, with no rows: rankql takes no row or table locks a client could see;
+//!   `pg_timezone_names` and `pg_timezone_abbrevs`, with UTC, the one time zone rankql's
+//!   sessions use.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    new_null_array, ArrayRef, AsArray, Int32Array, ListBuilder, PrimitiveBuilder, RecordBatch,
+    new_null_array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, PrimitiveBuilder,
+    RecordBatch, StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Schema, SchemaRef,
+    ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Schema, SchemaRef, TimeUnit,
 };
+use datafusion::catalog::MemTable;
 use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 
-use crate::pg_catalog_tables::{rewrite_catalog_table, CatalogReader, RowRewrite};
+use crate::pg_catalog_tables::{
+    add_catalog_table, rewrite_catalog_table, CatalogReader, RowRewrite, TableBuilder,
+};
 
 /// Registers the column fixes in `context`'s `pg_catalog` (after every other rewrite of
 /// these tables, so that their rows are converted too).
@@ -49,7 +61,45 @@ pub fn register(context: &SessionContext) -> Result<()> {
         arrays(vec![
             ("indkey", DataType::Int16),
             ("indclass", DataType::Int32),
+            ("indcollation", DataType::Int32),
+            ("indoption", DataType::Int16),
         ]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_policy",
+        arrays(vec![("polroles", DataType::Int32)]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_statistic_ext",
+        arrays(vec![
+            ("stxkeys", DataType::Int16),
+            ("stxkind", DataType::Utf8),
+        ]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_proc",
+        arrays(vec![
+            ("proargtypes", DataType::Int32),
+            ("proallargtypes", DataType::Int32),
+        ]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_tablespace",
+        arrays(vec![("spcacl", DataType::Int32)]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_extension",
+        arrays(vec![("extconfig", DataType::Int32)]),
+    )?;
+    rewrite_catalog_table(
+        context,
+        "pg_attribute",
+        arrays(vec![("attacl", DataType::Utf8)]),
     )?;
     let text_list = DataType::new_list(DataType::Utf8, true);
     rewrite_catalog_table(
@@ -63,6 +113,7 @@ pub fn register(context: &SessionContext) -> Result<()> {
             ],
         }),
     )?;
+    add_information_schema_views(context)?;
     for table in ["pg_namespace", "pg_tablespace"] {
         rewrite_catalog_table(
             context,
@@ -74,6 +125,182 @@ pub fn register(context: &SessionContext) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The three `information_schema` views, with PostgreSQL's columns.
+fn add_information_schema_views(context: &SessionContext) -> Result<()> {
+    let text_columns = |names: &[&str]| {
+        Arc::new(Schema::new(
+            names
+                .iter()
+                .map(|name| Field::new(*name, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let empty = |names: &'static [&'static str]| -> TableBuilder {
+        Box::new(move || {
+            let schema = text_columns(names);
+            Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?) as _)
+        })
+    };
+    add_catalog_table(
+        context,
+        "information_schema_table_constraints",
+        empty(&[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
+        ]),
+    )?;
+    add_catalog_table(
+        context,
+        "information_schema_referential_constraints",
+        empty(&[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
+        ]),
+    )?;
+    add_catalog_table(
+        context,
+        "information_schema_key_column_usage",
+        empty(&[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "ordinal_position",
+            "position_in_unique_constraint",
+        ]),
+    )?;
+    add_catalog_table(
+        context,
+        "pg_locks",
+        Box::new(|| typed_table(pg_locks(), None)),
+    )?;
+    add_catalog_table(
+        context,
+        "pg_timezone_names",
+        Box::new(|| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("abbrev", DataType::Utf8, true),
+                Field::new("utc_offset", DataType::Utf8, true),
+                Field::new("is_dst", DataType::Boolean, true),
+            ]));
+            let row: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec!["UTC"])),
+                Arc::new(StringArray::from(vec!["UTC"])),
+                Arc::new(StringArray::from(vec!["00:00:00"])),
+                Arc::new(BooleanArray::from(vec![false])),
+            ];
+            typed_table(schema, Some(row))
+        }),
+    )?;
+    add_catalog_table(
+        context,
+        "pg_timezone_abbrevs",
+        Box::new(|| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("abbrev", DataType::Utf8, true),
+                Field::new("utc_offset", DataType::Utf8, true),
+                Field::new("is_dst", DataType::Boolean, true),
+            ]));
+            let row: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec!["UTC"])),
+                Arc::new(StringArray::from(vec!["00:00:00"])),
+                Arc::new(BooleanArray::from(vec![false])),
+            ];
+            typed_table(schema, Some(row))
+        }),
+    )?;
+    add_catalog_table(
+        context,
+        "information_schema_character_sets",
+        Box::new(move || {
+            let schema = text_columns(&[
+                "character_set_catalog",
+                "character_set_schema",
+                "character_set_name",
+                "character_repertoire",
+                "form_of_use",
+                "default_collate_catalog",
+                "default_collate_schema",
+                "default_collate_name",
+            ]);
+            let row: [Option<&str>; 8] = [
+                None,
+                None,
+                Some("UTF8"),
+                Some("UCS"),
+                Some("UTF8"),
+                None,
+                Some("pg_catalog"),
+                Some("C"),
+            ];
+            let columns: Vec<ArrayRef> = row
+                .iter()
+                .map(|value| Arc::new(StringArray::from(vec![*value])) as ArrayRef)
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), columns)?;
+            Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?) as _)
+        }),
+    )
+}
+
+/// A table of `schema` with no rows, or one row of `row`.
+fn typed_table(
+    schema: SchemaRef,
+    row: Option<Vec<ArrayRef>>,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let batches = match row {
+        Some(columns) => vec![RecordBatch::try_new(schema.clone(), columns)?],
+        None => vec![],
+    };
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// `pg_locks`' columns with PostgreSQL's types.
+fn pg_locks() -> SchemaRef {
+    let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        column("locktype", DataType::Utf8),
+        column("database", DataType::Int32),
+        column("relation", DataType::Int32),
+        column("page", DataType::Int32),
+        column("tuple", DataType::Int16),
+        column("virtualxid", DataType::Utf8),
+        column("transactionid", DataType::Int64),
+        column("classid", DataType::Int32),
+        column("objid", DataType::Int32),
+        column("objsubid", DataType::Int16),
+        column("virtualtransaction", DataType::Utf8),
+        column("pid", DataType::Int32),
+        column("mode", DataType::Utf8),
+        column("granted", DataType::Boolean),
+        column("fastpath", DataType::Boolean),
+        column(
+            "waitstart",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+    ]))
 }
 
 /// A column added where the catalog lacks it.
@@ -121,7 +348,8 @@ impl RowRewrite for ColumnFixes {
             };
             columns[position] = match element {
                 DataType::Int16 => integer_lists::<Int16Type>(text.iter()),
-                _ => integer_lists::<Int32Type>(text.iter()),
+                DataType::Int32 => integer_lists::<Int32Type>(text.iter()),
+                _ => text_lists(text.iter()),
             };
         }
         for added in &self.added {
@@ -158,6 +386,24 @@ impl RowRewrite for ColumnFixes {
             catalog.metadata().clone(),
         ))
     }
+}
+
+/// Each text (`{a,b}`) as a list of texts; NULL stays NULL.
+fn text_lists<'a>(texts: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for text in texts {
+        match text {
+            Some(text) => {
+                let inner = text.trim_matches(|c| matches!(c, '[' | ']' | '{' | '}'));
+                for part in inner.split(',').filter(|part| !part.is_empty()) {
+                    lists.values().append_value(part.trim().trim_matches('"'));
+                }
+                lists.append(true);
+            }
+            None => lists.append(false),
+        }
+    }
+    Arc::new(lists.finish())
 }
 
 /// Each text (`[1, 2]`, `{1,2}` or `1 2`) as a list of integers; NULL stays NULL, and a

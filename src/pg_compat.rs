@@ -1,5 +1,6 @@
 //! Small Postgres functions that BI tools and drivers call on connect, which neither
-//! DataFusion nor datafusion-postgres provide: `current_setting`, `version`,
+//! DataFusion nor datafusion-postgres provide: `current_setting`, `set_config` (to the
+//! value a setting already has), `version`,
 //! `pg_is_in_recovery`, `pg_my_temp_schema`, `pg_postmaster_start_time`,
 //! `pg_type_is_visible`, `pg_function_is_visible`, `pg_collation_is_visible`, `json_build_object`,
 //! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`, the comment
@@ -14,8 +15,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, ListArray, StringArray, StructArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -54,6 +57,7 @@ pub fn register(context: &SessionContext) {
     let started = now_micros();
     for udf in [
         current_setting(),
+        set_config(),
         constant("version", vec![], ScalarValue::Utf8(Some(version_string()))),
         constant(
             "pg_is_in_recovery",
@@ -100,8 +104,177 @@ pub fn register(context: &SessionContext) {
         no_text("pg_get_function_result", &[1]),
         no_text("pg_get_function_arguments", &[1]),
         no_text("pg_tablespace_location", &[1]),
+        constant("age", vec![DataType::Int64], ScalarValue::Int32(Some(0))),
+        ScalarUDF::new_from_impl(Format {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(ExpandArray {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
     ] {
         context.register_udf(udf);
+    }
+}
+
+/// `format(template, args…)`: PostgreSQL's `%s` (text; NULL is empty), `%I` (quoted
+/// identifier when needed), `%L` (quoted literal; NULL is `NULL`) and `%%`. Metabase
+/// builds type names and qualified table names with it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some((template, values)) = arrays.split_first() else {
+            return exec_err!("format needs a template");
+        };
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let template = ScalarValue::try_from_array(template, row)?;
+            if template.is_null() {
+                out.push(None);
+                continue;
+            }
+            let values = values
+                .iter()
+                .map(|array| ScalarValue::try_from_array(array, row))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(Some(format_row(&template.to_string(), &values)?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
+}
+
+fn format_row(template: &str, values: &[ScalarValue]) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut next = values.iter();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let spec = chars.next();
+        if spec == Some('%') {
+            out.push('%');
+            continue;
+        }
+        let Some(value) = next.next() else {
+            return exec_err!("format: too few arguments for {template:?}");
+        };
+        let text = (!value.is_null()).then(|| value.to_string());
+        match (spec, text) {
+            (Some('s'), text) => out.push_str(text.as_deref().unwrap_or("")),
+            (Some('I'), Some(text)) => out.push_str(&quote_identifier(&text)),
+            (Some('I'), None) => return exec_err!("format: NULL cannot be an identifier"),
+            (Some('L'), Some(text)) => out.push_str(&format!("'{}'", text.replace('\'', "''"))),
+            (Some('L'), None) => out.push_str("NULL"),
+            (other, _) => {
+                return exec_err!("format: unsupported conversion %{}", other.unwrap_or(' '))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `name` as PostgreSQL's `quote_ident` writes it: bare when lower-case letters, digits
+/// and `_` (not starting with a digit), else in double quotes.
+fn quote_identifier(name: &str) -> String {
+    let bare = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match bare {
+        true => name.to_string(),
+        false => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// `information_schema._pg_expandarray(a)`: each element of `a` with its position, as a
+/// list of `(x, n)` (pgjdbc's key columns; the server's rewrites unnest it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+impl ExpandArray {
+    fn element_fields(element: &DataType) -> Fields {
+        Fields::from(vec![
+            Field::new("x", element.clone(), true),
+            Field::new("n", DataType::Int32, false),
+        ])
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "_pg_expandarray"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
+        let element = match arguments.first() {
+            Some(DataType::List(field)) | Some(DataType::LargeList(field)) => {
+                field.data_type().clone()
+            }
+            other => return exec_err!("_pg_expandarray takes an array, not {other:?}"),
+        };
+        Ok(DataType::new_list(
+            DataType::Struct(Self::element_fields(&element)),
+            true,
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(lists) = arrays.first().and_then(|a| a.as_list_opt::<i32>()) else {
+            return exec_err!("_pg_expandarray takes an array");
+        };
+        // Positions for the whole child array (a sliced list's offsets need not start at 0).
+        let mut positions = vec![0i32; lists.values().len()];
+        for window in lists.offsets().windows(2) {
+            let (start, end) = (window[0] as usize, window[1] as usize);
+            for (position, slot) in positions[start..end].iter_mut().enumerate() {
+                *slot = position as i32 + 1;
+            }
+        }
+        let fields = Self::element_fields(lists.values().data_type());
+        let elements = StructArray::try_new(
+            fields.clone(),
+            vec![
+                lists.values().clone(),
+                Arc::new(Int32Array::from(positions)),
+            ],
+            None,
+        )?;
+        let field = Arc::new(Field::new_list_field(DataType::Struct(fields), true));
+        let result = ListArray::try_new(
+            field,
+            lists.offsets().clone(),
+            Arc::new(elements),
+            lists.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(result)))
     }
 }
 
@@ -240,6 +413,50 @@ fn current_setting() -> ScalarUDF {
                 )?));
             }
             Ok(ColumnarValue::Array(output))
+        }),
+    )
+}
+
+/// `set_config(name, value, is_local)`: rankql's sessions change settings with `SET`;
+/// this answers `value` when it is already the setting (pgAdmin asks for
+/// `bytea_output = 'hex'` on connect), and is an error naming `SET` otherwise.
+fn set_config() -> ScalarUDF {
+    create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = args
+                .iter()
+                .find_map(|arg| match arg {
+                    ColumnarValue::Array(array) => Some(array.len()),
+                    ColumnarValue::Scalar(_) => None,
+                })
+                .unwrap_or(1);
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (names, values) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+            let mut out = Vec::with_capacity(rows);
+            for row in 0..rows {
+                if names.is_null(row) || values.is_null(row) {
+                    out.push(None);
+                    continue;
+                }
+                let (name, value) = (names.value(row), values.value(row));
+                if !setting(name)?.eq_ignore_ascii_case(value) {
+                    return exec_err!(
+                        "set_config cannot change {name} in rankql; use SET {name} = '{value}'"
+                    );
+                }
+                out.push(Some(value.to_string()));
+            }
+            let output: ArrayRef = Arc::new(StringArray::from(out));
+            match rows == 1 && args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                true => Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &output, 0,
+                )?)),
+                false => Ok(ColumnarValue::Array(output)),
+            }
         }),
     )
 }

@@ -17,14 +17,35 @@
 //!    NULL`, pgjdbc's procedure list) are named `?column?`, `?column?_2`…, as PostgreSQL
 //!    names each `?column?` and DataFusion wants names to differ.
 //!
+//! 5. PostgreSQL's implicit conversions DataFusion does not make: `'t'`/`'f'` compared
+//!    with a catalog boolean column (`indisprimary = 't'`, psqlODBC and Superset) or
+//!    passed as the pretty-print flag of `pg_get_constraintdef` (SQLAlchemy) become
+//!    `true`/`false`; `::name` becomes `::text`; `LIKE … ESCAPE '/'` (SQLAlchemy) uses
+//!    DataFusion's backslash escape.
+//!    An integer array written as text (`polroles = '{0}'`, psql) becomes an array.
+//! 6. Set-returning functions as PostgreSQL places them: `generate_series(a, b)` in a
+//!    `SELECT` list yields rows (`unnest(generate_series(a, b))`), and a function in
+//!    `FROM` with an alias but no column names (`unnest(conkey) AS k`) names its column
+//!    after the alias. `(information_schema._pg_expandarray(a)).x` and `.n` (pgjdbc,
+//!    Metabase) become the `unnest`s of `a` and of its positions; the table function
+//!    `pg_show_all_settings()` (pgAdmin) is the `pg_settings` view it underlies; a bare
+//!    `_pg_expandarray(a)` in a `SELECT` list yields its `(x, n)` rows, and a field of a
+//!    composite, `(keys).x`, is read with `get_field`.
+//!    A text array in `coalesce` (`coalesce(names, '{}')`, psycopg) becomes an array.
+//! 7. `information_schema.table_constraints`, `referential_constraints`,
+//!    `key_column_usage` and `character_sets`, which DataFusion's `information_schema` lacks, are read from
+//!    rankql's copies in `pg_catalog` (`information_schema_…`, see [`crate::pg_columns`]).
+//!
 //! The caller skips all of this for the statements datafusion-postgres replaces by token
 //! match (psql's `\d` publications and policies), which it would otherwise break.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, visit_relations, Expr, FunctionArguments, ObjectName, OrderByKind,
-    Query, SelectItem, SetExpr, Statement, Value,
+    visit_expressions_mut, visit_relations, visit_relations_mut, AccessExpr, BinaryOperator,
+    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -35,17 +56,30 @@ use super::pg_rewrites::ColumnNames;
 pub fn may_apply(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     lower.contains("generate_subscripts")
+        || lower.contains("generate_series")
+        || lower.contains("::name")
+        || lower.contains("escape")
+        || lower.contains("information_schema")
+        || lower.contains("unnest")
+        || lower.contains("'t'")
+        || lower.contains("'f'")
         || lower.contains("array(")
+        || lower.contains("'{")
+        || lower.contains(").")
+        || lower.contains("pg_show_all_settings")
         || lower.contains("array (")
         || (lower.contains("(select") || lower.contains("( select")) && lower.contains("pg_")
         || lower.matches("null").count() >= 2
 }
 
-/// Rewrites 1–3 in `statement`; whether anything changed.
+/// Rewrites 1–3 and 5–7 in `statement`; whether anything changed.
 pub fn constructs(statement: &mut Statement) -> bool {
     let mut changed = false;
     let _ = visit_expressions_mut(statement, |expr| {
-        if let Some(rewritten) = generate_subscripts(expr).or_else(|| array_of_subquery(expr)) {
+        let rewritten = generate_subscripts(expr)
+            .or_else(|| array_of_subquery(expr))
+            .or_else(|| implicit_conversion(expr));
+        if let Some(rewritten) = rewritten {
             *expr = rewritten;
             changed = true;
         }
@@ -54,7 +88,367 @@ pub fn constructs(statement: &mut Statement) -> bool {
         }
         ControlFlow::<()>::Continue(())
     });
-    changed
+    let mut tables = TableFunctions::default();
+    let _ = statement.visit(&mut tables);
+    let _ = visit_relations_mut(statement, |name| {
+        tables.changed |= missing_information_schema_table(name);
+        ControlFlow::<()>::Continue(())
+    });
+    changed || tables.changed
+}
+
+/// Rewrite 6 on the `SELECT` lists of `body` and the queries nested in it.
+pub fn set_returning_in_select_lists(statement: &mut Statement) -> bool {
+    let mut lists = SelectLists::default();
+    let _ = statement.visit(&mut lists);
+    lists.changed
+}
+
+/// Catalog boolean columns, by prefix (`contype`, a `char`, must not match).
+const BOOLEAN_COLUMNS: [&str; 14] = [
+    "indis",
+    "attis",
+    "atthas",
+    "attnotnull",
+    "relis",
+    "relhas",
+    "typnotnull",
+    "typisdefined",
+    "rolsuper",
+    "rolinherit",
+    "rolcan",
+    "condeferr",
+    "convalidated",
+    "datistemplate",
+];
+
+fn is_boolean_column(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(last) => &last.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let name = name.to_ascii_lowercase();
+    BOOLEAN_COLUMNS
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// `'t'`, `'f'`, `'true'`, `'false'` as a boolean literal.
+fn as_boolean(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    let flag = match text.to_ascii_lowercase().as_str() {
+        "t" | "true" => true,
+        "f" | "false" => false,
+        _ => return None,
+    };
+    Some(Expr::Value(Value::Boolean(flag).into()))
+}
+
+/// `'{1,2}'` as `make_array(1, 2)`.
+fn as_integer_array(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let numbers = inner
+        .split(',')
+        .map(|part| part.trim().parse::<i64>().ok())
+        .collect::<Option<Vec<_>>>()?;
+    let list: Vec<String> = numbers.iter().map(i64::to_string).collect();
+    parse_expr(&format!("make_array({})", list.join(", ")))
+}
+
+/// `'{a,b}'` as a text array (`coalesce(names, '{}')`, psycopg's type lookup).
+fn as_text_array(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let items: Vec<String> = inner
+        .split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| format!("'{}'", item.trim().trim_matches('"').replace('\'', "''")))
+        .collect();
+    parse_expr(&format!(
+        "CAST(make_array({}) AS VARCHAR[])",
+        items.join(", ")
+    ))
+}
+
+/// `(information_schema._pg_expandarray(a)).x` and `.n` (pgjdbc's and Metabase's key
+/// columns): the elements and their positions, as `unnest`s that zip in one `SELECT`.
+fn expandarray_field(expr: &Expr) -> Option<Expr> {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return None;
+    };
+    let Expr::Nested(inner) = root.as_ref() else {
+        return None;
+    };
+    let Expr::Function(function) = inner.as_ref() else {
+        return None;
+    };
+    if function_name(&function.name) != "_pg_expandarray" {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [array] = list.args.as_slice() else {
+        return None;
+    };
+    let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else {
+        return None;
+    };
+    match field.value.to_ascii_lowercase().as_str() {
+        "x" => parse_expr(&format!("unnest({array})")),
+        "n" => parse_expr(&format!(
+            "unnest(generate_series(1, array_length({array}, 1)))"
+        )),
+        _ => None,
+    }
+}
+
+/// `(composite).field` (pgjdbc's `(i.keys).x`) as `get_field(composite, 'field')`:
+/// DataFusion reads a struct's field so, not with a dot.
+fn composite_field(expr: &Expr) -> Option<Expr> {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return None;
+    };
+    if !matches!(root.as_ref(), Expr::Nested(_)) {
+        return None;
+    }
+    let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else {
+        return None;
+    };
+    parse_expr(&format!(
+        "get_field({root}, '{}')",
+        field.value.replace('\'', "''")
+    ))
+}
+
+/// Rewrite 5.
+fn implicit_conversion(expr: &Expr) -> Option<Expr> {
+    if let Some(rows) = expandarray_field(expr) {
+        return Some(rows);
+    }
+    if let Some(field) = composite_field(expr) {
+        return Some(field);
+    }
+    match expr {
+        Expr::BinaryOp { left, op, right }
+            if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
+                && (as_integer_array(left).is_some() || as_integer_array(right).is_some()) =>
+        {
+            Some(Expr::BinaryOp {
+                left: Box::new(as_integer_array(left).unwrap_or_else(|| left.as_ref().clone())),
+                op: op.clone(),
+                right: Box::new(as_integer_array(right).unwrap_or_else(|| right.as_ref().clone())),
+            })
+        }
+        Expr::BinaryOp { left, op, right }
+            if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) =>
+        {
+            let (left, right) = match (is_boolean_column(left), is_boolean_column(right)) {
+                (true, _) => (left.as_ref().clone(), as_boolean(right)?),
+                (_, true) => (as_boolean(left)?, right.as_ref().clone()),
+                _ => return None,
+            };
+            Some(Expr::BinaryOp {
+                left: Box::new(left),
+                op: op.clone(),
+                right: Box::new(right),
+            })
+        }
+        Expr::Function(function) if function_name(&function.name) == "coalesce" => {
+            let FunctionArguments::List(list) = &function.args else {
+                return None;
+            };
+            let mut changed = false;
+            let mut list = list.clone();
+            for arg in &mut list.args {
+                if let FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) = arg {
+                    if let Some(array) = as_text_array(value) {
+                        *value = array;
+                        changed = true;
+                    }
+                }
+            }
+            let mut function = function.clone();
+            function.args = FunctionArguments::List(list);
+            changed.then_some(Expr::Function(function))
+        }
+        Expr::Function(function) if function_name(&function.name) == "pg_get_constraintdef" => {
+            let FunctionArguments::List(list) = &function.args else {
+                return None;
+            };
+            let [first, FunctionArg::Unnamed(FunctionArgExpr::Expr(flag))] = list.args.as_slice()
+            else {
+                return None;
+            };
+            let mut function = function.clone();
+            let mut list = list.clone();
+            list.args = vec![
+                first.clone(),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(as_boolean(flag)?)),
+            ];
+            function.args = FunctionArguments::List(list);
+            Some(Expr::Function(function))
+        }
+        Expr::Cast {
+            kind,
+            expr: operand,
+            data_type: SqlType::Custom(name, modifiers),
+            format,
+            array,
+        } if modifiers.is_empty() && function_name(name) == "name" => Some(Expr::Cast {
+            kind: kind.clone(),
+            expr: operand.clone(),
+            data_type: SqlType::Text,
+            format: format.clone(),
+            array: *array,
+        }),
+        Expr::Like {
+            negated,
+            any,
+            expr: operand,
+            pattern,
+            escape_char: Some(escape),
+        } => {
+            let Value::SingleQuotedString(escape) = &escape.value else {
+                return None;
+            };
+            if escape == "\\" || escape.chars().count() != 1 {
+                return None;
+            }
+            let pattern = parse_expr(&format!(
+                "replace(replace({pattern}, '\\', '\\\\'), '{}', '\\')",
+                escape.replace('\'', "''")
+            ))?;
+            Some(Expr::Like {
+                negated: *negated,
+                any: *any,
+                expr: operand.clone(),
+                pattern: Box::new(pattern),
+                escape_char: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Rewrite 6 in `FROM`: a function with an alias and no column names gets a column
+/// named after the alias.
+#[derive(Default)]
+struct TableFunctions {
+    changed: bool,
+}
+
+impl VisitorMut for TableFunctions {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, args, .. } = table {
+            let no_arguments = args.as_ref().is_some_and(|args| args.args.is_empty());
+            if no_arguments && function_name(name) == "pg_show_all_settings" {
+                *name = ObjectName::from(vec![Ident::new("pg_catalog"), Ident::new("pg_settings")]);
+                *args = None;
+                self.changed = true;
+                return ControlFlow::Continue(());
+            }
+        }
+        let alias = match table {
+            TableFactor::UNNEST { alias, .. } => alias,
+            TableFactor::Function { alias, .. } => alias,
+            TableFactor::Table {
+                alias,
+                args: Some(_),
+                ..
+            } => alias,
+            _ => return ControlFlow::Continue(()),
+        };
+        if let Some(alias) = alias {
+            if alias.columns.is_empty() {
+                alias.columns.push(TableAliasColumnDef {
+                    name: alias.name.clone(),
+                    data_type: None,
+                });
+                self.changed = true;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Rewrite 6 in `SELECT` lists.
+#[derive(Default)]
+struct SelectLists {
+    changed: bool,
+}
+
+impl VisitorMut for SelectLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                let expr = match item {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+                    _ => continue,
+                };
+                let is_set_returning = matches!(
+                    &*expr,
+                    Expr::Function(f)
+                        if matches!(function_name(&f.name).as_str(), "generate_series" | "_pg_expandarray")
+                );
+                if is_set_returning {
+                    if let Some(rows) = parse_expr(&format!("unnest({expr})")) {
+                        *expr = rows;
+                        self.changed = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema` views DataFusion lacks.
+const MISSING_INFORMATION_SCHEMA: [&str; 4] = [
+    "table_constraints",
+    "referential_constraints",
+    "key_column_usage",
+    "character_sets",
+];
+
+/// Rewrite 7 on one table name; whether it applied.
+fn missing_information_schema_table(name: &mut ObjectName) -> bool {
+    let parts = name_parts(name);
+    let [schema, table] = parts.as_slice() else {
+        return false;
+    };
+    if schema != "information_schema" || !MISSING_INFORMATION_SCHEMA.contains(&table.as_str()) {
+        return false;
+    }
+    *name = ObjectName::from(vec![
+        Ident::new("pg_catalog"),
+        Ident::new(format!("information_schema_{table}")),
+    ]);
+    true
 }
 
 /// Rewrite 4 on the outermost `SELECT` lists (each branch of a set operation).
@@ -105,10 +499,18 @@ fn parse_expr(text: &str) -> Option<Expr> {
 
 /// The last part of a function's name, lowercased (`pg_catalog.x` is `x`).
 fn function_name(name: &ObjectName) -> String {
+    name_parts(name).pop().unwrap_or_default()
+}
+
+/// A name's parts as written, lowercased, without their quotes.
+fn name_parts(name: &ObjectName) -> Vec<String> {
     name.0
-        .last()
-        .map(|part| part.to_string().to_ascii_lowercase())
-        .unwrap_or_default()
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => part.to_string().to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 fn generate_subscripts(expr: &Expr) -> Option<Expr> {
@@ -229,11 +631,7 @@ fn reads_only_catalog(query: &Query) -> bool {
     let mut any = false;
     let _ = visit_relations(query, |name| {
         any = true;
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|part| part.to_string().to_ascii_lowercase())
-            .collect();
+        let parts = name_parts(name);
         let catalog = match parts.as_slice() {
             [schema, _] => schema == "pg_catalog" || schema == "information_schema",
             [table] => table.starts_with("pg_"),

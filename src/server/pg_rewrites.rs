@@ -29,7 +29,7 @@ use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, BinaryOperator, CastKind, DataType, Expr, Ident, SelectItem, SetExpr,
-    Statement, UnaryOperator, Value,
+    Statement, TableFactor, UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -37,8 +37,8 @@ use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser
 
 use super::catalog_rewrites;
 
-/// The rewritten statement, or `None` when nothing needs rewriting (or the text is not
-/// one statement), so the caller keeps the original text.
+/// The rewritten statements, or `None` when nothing needs rewriting (or the text does not
+/// parse), so the caller keeps the original text.
 pub fn rewrite(sql: &str) -> Option<String> {
     let literals = starts_like_a_query(sql);
     let regproc = contains_ignoring_case(sql, b"regproc")
@@ -50,34 +50,42 @@ pub fn rewrite(sql: &str) -> Option<String> {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let [statement] = statements.as_mut_slice() else {
-        return None;
+    let replaced = match constructs {
+        true => replaced_by_datafusion_postgres(sql, &statements),
+        false => vec![false; statements.len()],
     };
-    let constructs = constructs && !replaced_by_datafusion_postgres(sql, statement);
     let mut changed = false;
-    if let (true, Statement::Query(query)) = (literals, &mut *statement) {
-        changed |= postgres_select_list(&mut query.body);
-    }
-    if regproc {
-        changed |= regproc_names(statement);
-    }
-    if constructs {
-        changed |= catalog_rewrites::constructs(statement);
-        if let Statement::Query(query) = &mut *statement {
-            changed |= catalog_rewrites::name_nulls(&mut query.body);
+    for (statement, replaced) in statements.iter_mut().zip(replaced) {
+        if let (true, Statement::Query(query)) = (literals, &mut *statement) {
+            changed |= postgres_select_list(&mut query.body);
+        }
+        if regproc {
+            changed |= regproc_names(statement);
+        }
+        if constructs && !replaced {
+            changed |= catalog_rewrites::constructs(statement);
+            changed |= catalog_rewrites::set_returning_in_select_lists(statement);
+            if let Statement::Query(query) = &mut *statement {
+                changed |= catalog_rewrites::name_nulls(&mut query.body);
+            }
         }
     }
-    changed.then(|| statement.to_string())
+    let texts: Vec<String> = statements.iter().map(Statement::to_string).collect();
+    changed.then(|| texts.join(";\n"))
 }
 
 /// datafusion-postgres' parser replaces some catalog queries it knows (psql's `\\d`
 /// publications and row policies) by ones DataFusion can run, matching their tokens; such
-/// a query must reach it unchanged. Told by comparing its full parse with its rewrite
-/// rules alone.
-fn replaced_by_datafusion_postgres(sql: &str, statement: &Statement) -> bool {
+/// a query must reach it unchanged. Told, for each of `statements` (the text's plain
+/// parse), by comparing its full parse with its rewrite rules alone.
+fn replaced_by_datafusion_postgres(sql: &str, statements: &[Statement]) -> Vec<bool> {
     match PARSER.parse(sql) {
-        Ok(parsed) => parsed != [PARSER.rewrite(statement.clone())],
-        Err(_) => false,
+        Ok(parsed) if parsed.len() == statements.len() => parsed
+            .iter()
+            .zip(statements)
+            .map(|(parsed, plain)| *parsed != PARSER.rewrite(plain.clone()))
+            .collect(),
+        _ => vec![true; statements.len()],
     }
 }
 
@@ -98,6 +106,7 @@ const REGPROC_COLUMNS: [&str; 4] = ["typinput", "typoutput", "typreceive", "typs
 /// with `0` (PostgreSQL's "no function", as npgsql and pgAdmin ask `typreceive != 0`) by
 /// one with `'-'`; and `pg_proc.oid` compared with one by `pg_proc.proname`.
 fn regproc_names(statement: &mut Statement) -> bool {
+    let pg_proc_names = pg_proc_names(statement);
     let mut changed = false;
     let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::Cast {
@@ -124,10 +133,10 @@ fn regproc_names(statement: &mut Statement) -> bool {
                 changed = true;
             }
             if compares && is_regproc_column(right) {
-                changed |= pg_proc_oid_as_name(left);
+                changed |= pg_proc_oid_as_name(left, &pg_proc_names);
             }
             if compares && is_regproc_column(left) {
-                changed |= pg_proc_oid_as_name(right);
+                changed |= pg_proc_oid_as_name(right, &pg_proc_names);
             }
         }
         ControlFlow::<()>::Continue(())
@@ -150,19 +159,59 @@ fn is_regproc_column(expr: &Expr) -> bool {
 }
 
 /// `pg_proc.oid` compared with a `regproc` column (npgsql joins `pg_proc.oid =
-/// typreceive`) becomes `pg_proc.proname`, the form rankql's column holds.
-fn pg_proc_oid_as_name(expr: &mut Expr) -> bool {
+/// typreceive`, or `proc.oid = typ.typreceive` with `pg_proc AS proc`) becomes
+/// `pg_proc.proname`, the form rankql's column holds.
+fn pg_proc_oid_as_name(expr: &mut Expr, pg_proc_names: &[String]) -> bool {
     let Expr::CompoundIdentifier(parts) = expr else {
         return false;
     };
     let [.., table, column] = parts.as_mut_slice() else {
         return false;
     };
-    if !(table.value.eq_ignore_ascii_case("pg_proc") && column.value.eq_ignore_ascii_case("oid")) {
+    let is_pg_proc = pg_proc_names
+        .iter()
+        .any(|name| table.value.eq_ignore_ascii_case(name));
+    if !(is_pg_proc && column.value.eq_ignore_ascii_case("oid")) {
         return false;
     }
     *column = Ident::new("proname");
     true
+}
+
+/// The names `pg_proc` goes by in `statement`: its own and its aliases.
+fn pg_proc_names(statement: &mut Statement) -> Vec<String> {
+    let mut names = vec!["pg_proc".to_string()];
+    visit_table_factors(statement, |table| {
+        if let TableFactor::Table {
+            name,
+            alias: Some(alias),
+            ..
+        } = table
+        {
+            let is_pg_proc = name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|ident| ident.value.eq_ignore_ascii_case("pg_proc"));
+            if is_pg_proc {
+                names.push(alias.name.value.clone());
+            }
+        }
+    });
+    names
+}
+
+/// Calls `visit` on every table in `FROM` clauses of `statement`.
+fn visit_table_factors(statement: &mut Statement, visit: impl FnMut(&mut TableFactor)) {
+    struct Tables<F>(F);
+    impl<F: FnMut(&mut TableFactor)> VisitorMut for Tables<F> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<()> {
+            (self.0)(table);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Tables(visit));
 }
 
 fn is_zero(expr: &Expr) -> bool {
@@ -294,6 +343,11 @@ mod tests {
             )
         );
         assert_eq!(
+            rewrite("SELECT 1; SELECT 'x'").as_deref(),
+            Some("SELECT CAST(1 AS INTEGER) AS \"?column?\";\nSELECT 'x'"),
+            "each statement of a script"
+        );
+        assert_eq!(
             rewrite("SELECT 1 AS a UNION ALL SELECT 2").as_deref(),
             Some(
                 r#"SELECT CAST(1 AS INTEGER) AS a UNION ALL SELECT CAST(2 AS INTEGER) AS "?column?""#
@@ -327,7 +381,6 @@ mod tests {
             "SELECT 1.5",
             "SELECT x FROM (SELECT 1 AS x)",
             "INSERT INTO t VALUES (1)",
-            "SELECT 1; SELECT 2",
             "SELECT 'no digits'",
             "SELECT NULL, x FROM t",
             "not sql 1",
