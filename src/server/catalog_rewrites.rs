@@ -50,7 +50,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::pg_rewrites::ColumnNames;
+use super::pg_rewrites::{column_name, ColumnNames};
 
 /// A cheap test on the text: whether any of the rewrites could apply.
 pub fn may_apply(sql: &str) -> bool {
@@ -123,13 +123,8 @@ const BOOLEAN_COLUMNS: [&str; 14] = [
 ];
 
 fn is_boolean_column(expr: &Expr) -> bool {
-    let name = match expr {
-        Expr::Identifier(ident) => &ident.value,
-        Expr::CompoundIdentifier(parts) => match parts.last() {
-            Some(last) => &last.value,
-            None => return false,
-        },
-        _ => return false,
+    let Some(name) = column_name(expr) else {
+        return false;
     };
     let name = name.to_ascii_lowercase();
     BOOLEAN_COLUMNS

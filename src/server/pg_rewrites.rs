@@ -144,14 +144,18 @@ fn regproc_names(statement: &mut Statement) -> bool {
     changed
 }
 
+/// The column name `expr` refers to (`t.typreceive` is `typreceive`), if it is a column.
+pub(crate) fn column_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Identifier(ident) => Some(&ident.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|last| last.value.as_str()),
+        _ => None,
+    }
+}
+
 fn is_regproc_column(expr: &Expr) -> bool {
-    let name = match expr {
-        Expr::Identifier(ident) => &ident.value,
-        Expr::CompoundIdentifier(parts) => match parts.last() {
-            Some(last) => &last.value,
-            None => return false,
-        },
-        _ => return false,
+    let Some(name) = column_name(expr) else {
+        return false;
     };
     REGPROC_COLUMNS
         .iter()
