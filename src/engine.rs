@@ -48,6 +48,11 @@ pub enum EngineError {
     },
 }
 
+/// The name of rankql's one database: the DataFusion catalog of its tables, and what
+/// `current_database()` and `pg_database` report, so that tools that look their
+/// database up by the name in their connection string (DBeaver) find it.
+pub const CATALOG: &str = "rankql";
+
 /// What the engine is built from.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -130,7 +135,7 @@ impl Engine {
         let roles = Arc::new(RoleCatalog::open(options.data_dir.as_deref())?);
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "public")
+            .with_default_catalog_and_schema(CATALOG, "public")
             .with_option_extension(HnswOptions::default());
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
@@ -149,12 +154,8 @@ impl Engine {
         let context = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         // A newtype, not an `Arc<T>`: datafusion-pg-catalog 0.19's provider impl for
         // `Arc<T>` calls itself forever, so `SELECT * FROM pg_roles` would overflow.
-        setup_pg_catalog(
-            &context,
-            "datafusion",
-            crate::pg_roles::RolesView(roles.clone()),
-        )
-        .map_err(|e| *e)?;
+        setup_pg_catalog(&context, CATALOG, crate::pg_roles::RolesView(roles.clone()))
+            .map_err(|e| *e)?;
         crate::pg_roles::register_pg_user(&context, roles.clone())?;
         crate::pg_compat::register(&context);
         crate::pg_types::register(&context).await?;
@@ -170,7 +171,7 @@ impl Engine {
         install_vector_operators(&context)?;
         context.register_udtf("nearest", Arc::new(Nearest::new(&context)));
         install_delta_reader(&context);
-        if let (Some(schema), Some(catalog)) = (&storage, context.catalog("datafusion")) {
+        if let (Some(schema), Some(catalog)) = (&storage, context.catalog(CATALOG)) {
             catalog.register_schema("public", schema.clone())?;
         }
         if options.demo {

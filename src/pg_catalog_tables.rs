@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::engine::CATALOG;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
@@ -101,8 +102,8 @@ pub fn rewrite_catalog_table(
 
 fn wrap(context: &SessionContext, name: &'static str, source: Source) -> Result<()> {
     let catalog = context
-        .catalog("datafusion")
-        .ok_or_else(|| DataFusionError::Plan("catalog datafusion is missing".into()))?;
+        .catalog(CATALOG)
+        .ok_or_else(|| DataFusionError::Plan(format!("catalog {CATALOG} is missing")))?;
     let Some(pg_catalog) = catalog.schema("pg_catalog") else {
         return Ok(());
     };

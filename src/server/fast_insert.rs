@@ -31,6 +31,7 @@ use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
 use super::privileges::public_name;
+use crate::engine::CATALOG;
 use crate::storage::DurableTable;
 
 /// The target and rows of an INSERT this path can take, before typing.
@@ -221,7 +222,7 @@ async fn public_table(
     reference: &TableReference,
 ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
     let name = public_name(reference)?;
-    let schema = context.catalog("datafusion")?.schema("public")?;
+    let schema = context.catalog(CATALOG)?.schema("public")?;
     schema.table(&name).await.ok()?
 }
 

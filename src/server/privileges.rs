@@ -15,6 +15,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement, WriteOp};
 
 use super::roles::{Privilege, RoleCatalog};
+use crate::engine::CATALOG;
 use crate::sqlstate::{self, SqlState};
 
 /// The schema whose tables carry privileges; `pg_catalog` and `information_schema` are
@@ -320,8 +321,8 @@ impl Checker<'_> {
 /// The name of a table in `public` (the schema privileges apply to); `None` for tables
 /// of `pg_catalog`, `information_schema` and other catalogs.
 pub fn public_name(table: &TableReference) -> Option<String> {
-    let resolved = table.clone().resolve("datafusion", PUBLIC_SCHEMA);
-    (resolved.catalog.as_ref() == "datafusion" && resolved.schema.as_ref() == PUBLIC_SCHEMA)
+    let resolved = table.clone().resolve(CATALOG, PUBLIC_SCHEMA);
+    (resolved.catalog.as_ref() == CATALOG && resolved.schema.as_ref() == PUBLIC_SCHEMA)
         .then(|| resolved.table.to_string())
 }
 

@@ -54,6 +54,7 @@ use super::point_lookup::PointLookup;
 use super::privileges::{public_name, Checker, FileAccess, PrivilegeError, SessionRole};
 use super::replace_hook::ReplaceDurableTable;
 use super::roles::{Privilege, RoleCatalog};
+use crate::engine::CATALOG;
 use crate::sqlstate::{self, sqlstate_of, SqlState};
 use crate::storage::create_or_replace;
 use crate::storage::vector_index::{indexed_tables, is_index_statement};
@@ -144,7 +145,7 @@ impl Session {
 
     fn public_tables(&self) -> Vec<String> {
         self.context
-            .catalog("datafusion")
+            .catalog(CATALOG)
             .and_then(|catalog| catalog.schema("public"))
             .map(|schema| schema.table_names())
             .unwrap_or_default()

@@ -346,6 +346,21 @@ async fn identifies_as_postgresql_16_the_way_drivers_parse_it() {
         .unwrap()
         .get::<_, String>(0);
     assert_eq!(number, "160006");
+    // One database, named rankql, found by name as DBeaver looks it up.
+    let database = first_value(
+        &client
+            .simple_query("SELECT current_database()")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(database, "rankql");
+    let found = first_value(
+        &client
+            .simple_query("SELECT count(*) FROM pg_catalog.pg_database WHERE datname = 'rankql'")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(found, "1");
     // Drivers (psycopg, SQLAlchemy) issue savepoints while connecting.
     client
         .batch_execute("BEGIN; SAVEPOINT sp1; RELEASE SAVEPOINT sp1; COMMIT")

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use super::definition::Metric;
 use super::file_index::GraphView;
 use super::rule::HnswOptions;
+use crate::engine::CATALOG;
 use crate::storage::DurableTable;
 
 /// The `nearest(…)` table function, resolving table names in the engine's catalog.
@@ -51,7 +52,7 @@ impl Nearest {
         let (schema, table) = name.split_once('.').unwrap_or(("public", name));
         let found = self
             .catalogs
-            .catalog("datafusion")
+            .catalog(CATALOG)
             .and_then(|catalog| catalog.schema(schema))
             .map(|schema| futures::executor::block_on(schema.table(table)))
             .transpose()?

@@ -17,6 +17,7 @@ use super::definition::{
 };
 use super::table_indexes::TableIndexes;
 use super::IndexError;
+use crate::engine::CATALOG;
 use crate::storage::DurableTable;
 
 /// Whether `statement` is one this module runs.
@@ -74,7 +75,7 @@ fn last_name(name: &ObjectName) -> String {
 /// Every durable table of the session's `public` schema.
 async fn durable_tables(context: &SessionContext) -> Vec<Arc<dyn TableProvider>> {
     let Some(schema) = context
-        .catalog("datafusion")
+        .catalog(CATALOG)
         .and_then(|catalog| catalog.schema("public"))
     else {
         return Vec::new();
