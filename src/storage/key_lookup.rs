@@ -8,13 +8,14 @@
 //! the file is in the table's snapshot. A lookup binary-searches each file's list and
 //! filters the rows still in the write-ahead log (few: the writer commits them a few times
 //! a second). Keys are integers (exact) or text (a hash, checked against the row). The
-//! lists hold the decoded files they point into, so a table is looked up this way only
-//! while it fits in the table cache.
+//! rows stay in the table cache (a table is looked up this way only while it fits
+//! there); a list keeps its key column and 16 bytes per row, and is built again when the
+//! cache has evicted its file.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
@@ -126,9 +127,10 @@ fn text_key(text: &str) -> u64 {
     hasher.finish()
 }
 
-/// One data file's rows ordered by the key of one column.
+/// One data file's rows ordered by the key of one column. The rows themselves stay the
+/// table cache's: when it evicts the file, the list is built again on the next lookup.
 struct FileKeys {
-    batches: FileBatches,
+    batches: Weak<Vec<RecordBatch>>,
     /// The normalised key column of each batch (to check text keys against).
     columns: Vec<ArrayRef>,
     /// (key, batch, row), sorted.
@@ -163,14 +165,24 @@ impl FileKeys {
         }
         entries.sort_unstable();
         Ok(Self {
-            batches,
+            batches: Arc::downgrade(&batches),
             columns,
             entries,
         })
     }
 
-    /// The rows equal to `probe`, projected.
-    fn find(&self, probe: &Probe, projection: &[usize]) -> Result<Vec<RecordBatch>, ArrowError> {
+    /// The list with its file's rows, if the table cache still holds them.
+    fn with_rows(self: &Arc<Self>) -> Option<(Arc<FileKeys>, FileBatches)> {
+        Some((self.clone(), self.batches.upgrade()?))
+    }
+
+    /// The rows of `batches` (this file's) equal to `probe`, projected.
+    fn find(
+        &self,
+        batches: &[RecordBatch],
+        probe: &Probe,
+        projection: &[usize],
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
         let Some(key) = probe.key() else {
             return Ok(Vec::new());
         };
@@ -185,7 +197,7 @@ impl FileKeys {
                 Probe::Null => false,
             };
             if equal {
-                let projected = self.batches[batch as usize].project(projection)?;
+                let projected = batches[batch as usize].project(projection)?;
                 found.push(take_record_batch(
                     &projected,
                     &UInt32Array::from(vec![row]),
@@ -231,7 +243,7 @@ impl KeyIndexes {
         let lists = columns.get(&column)?;
         let found = files
             .iter()
-            .map(|file| lists.get(&file.path).cloned())
+            .map(|file| lists.get(&file.path)?.with_rows())
             .collect::<Option<Vec<_>>>()?;
         Some(KeyLists(found))
     }
@@ -253,37 +265,38 @@ impl KeyIndexes {
         if !cache.fits(files.iter().map(|file| file.bytes).sum()) {
             return Ok(None);
         }
-        let known: Vec<Option<Arc<FileKeys>>> = {
+        let known: Vec<Option<(Arc<FileKeys>, FileBatches)>> = {
             let columns = self.columns.lock();
             let lists = columns.get(&column);
             files
                 .iter()
-                .map(|file| lists.and_then(|lists| lists.get(&file.path)).cloned())
+                .map(|file| lists.and_then(|lists| lists.get(&file.path)?.with_rows()))
                 .collect()
         };
-        let built: Vec<Arc<FileKeys>> = files
+        let built: Vec<(Arc<FileKeys>, FileBatches)> = files
             .par_iter()
             .zip(known)
             .map(|(file, known)| match known {
                 Some(list) => Ok(list),
                 None => {
                     let batches = cache.get_or_load(&file.path, schema)?;
-                    Ok(Arc::new(FileKeys::build(batches, column, kind)?))
+                    let list = Arc::new(FileKeys::build(batches.clone(), column, kind)?);
+                    Ok((list, batches))
                 }
             })
             .collect::<Result<_, LookupError>>()?;
         let lists: HashMap<PathBuf, Arc<FileKeys>> = files
             .iter()
             .map(|file| file.path.clone())
-            .zip(built.iter().cloned())
+            .zip(built.iter().map(|(list, _)| list.clone()))
             .collect();
         self.columns.lock().insert(column, lists);
         Ok(Some(KeyLists(built)))
     }
 }
 
-/// The key lists of every data file of a snapshot, for one column.
-pub(crate) struct KeyLists(Vec<Arc<FileKeys>>);
+/// The key lists of every data file of a snapshot, for one column, with the files' rows.
+pub(crate) struct KeyLists(Vec<(Arc<FileKeys>, FileBatches)>);
 
 impl KeyLists {
     /// The rows of the files and of `pending` whose column `column` equals `probe`, with
@@ -296,8 +309,8 @@ impl KeyLists {
         projection: &[usize],
     ) -> Result<Vec<RecordBatch>, ArrowError> {
         let mut rows = Vec::new();
-        for list in &self.0 {
-            rows.extend(list.find(probe, projection)?);
+        for (list, batches) in &self.0 {
+            rows.extend(list.find(batches, probe, projection)?);
         }
         for batch in pending {
             let Some(kind) = KeyKind::of(batch.schema().field(column).data_type()) else {
@@ -354,18 +367,27 @@ mod tests {
             batch(vec![2, 5], vec!["b2", "e"]),
         ]);
         let by_id = FileKeys::build(batches.clone(), 0, KeyKind::Integer).unwrap();
-        let found = by_id.find(&Probe::Integer(2), &[1]).unwrap();
+        let found = by_id.find(&batches, &Probe::Integer(2), &[1]).unwrap();
         assert_eq!(names(&found), ["b", "b2"]);
-        assert!(by_id.find(&Probe::Integer(4), &[1]).unwrap().is_empty());
-        assert!(by_id.find(&Probe::Null, &[1]).unwrap().is_empty());
-
-        let by_name = FileKeys::build(batches, 1, KeyKind::Text).unwrap();
-        let found = by_name.find(&Probe::Text("e".into()), &[1]).unwrap();
-        assert_eq!(names(&found), ["e"]);
-        assert!(by_name
-            .find(&Probe::Text("z".into()), &[1])
+        assert!(by_id
+            .find(&batches, &Probe::Integer(4), &[1])
             .unwrap()
             .is_empty());
+        assert!(by_id.find(&batches, &Probe::Null, &[1]).unwrap().is_empty());
+
+        let by_name = Arc::new(FileKeys::build(batches.clone(), 1, KeyKind::Text).unwrap());
+        let found = by_name
+            .find(&batches, &Probe::Text("e".into()), &[1])
+            .unwrap();
+        assert_eq!(names(&found), ["e"]);
+        assert!(by_name
+            .find(&batches, &Probe::Text("z".into()), &[1])
+            .unwrap()
+            .is_empty());
+        // The list does not keep the rows: once the cache drops them, it must be rebuilt.
+        assert!(by_name.with_rows().is_some());
+        drop(batches);
+        assert!(by_name.with_rows().is_none());
     }
 
     #[test]
