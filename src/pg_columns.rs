@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    new_null_array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, PrimitiveBuilder,
-    RecordBatch, StringArray, StringBuilder,
+    new_empty_array, new_null_array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder,
+    PrimitiveBuilder, RecordBatch, StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Schema, SchemaRef, TimeUnit,
@@ -35,7 +35,7 @@ use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 
 use crate::pg_catalog_tables::{
-    add_catalog_table, rewrite_catalog_table, CatalogReader, RowRewrite, TableBuilder,
+    add_catalog_table, rewrite_catalog_table, CatalogReader, RowRewrite,
 };
 
 /// Registers the column fixes in `context`'s `pg_catalog` (after every other rewrite of
@@ -127,180 +127,147 @@ pub fn register(context: &SessionContext) -> Result<()> {
     Ok(())
 }
 
-/// The three `information_schema` views, with PostgreSQL's columns.
+/// The catalog tables rankql adds, with PostgreSQL's columns and constant rows.
 fn add_information_schema_views(context: &SessionContext) -> Result<()> {
-    let text_columns = |names: &[&str]| {
-        Arc::new(Schema::new(
-            names
-                .iter()
-                .map(|name| Field::new(*name, DataType::Utf8, true))
-                .collect::<Vec<_>>(),
-        ))
-    };
-    let empty = |names: &'static [&'static str]| -> TableBuilder {
-        Box::new(move || {
-            let schema = text_columns(names);
-            Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?) as _)
-        })
-    };
-    add_catalog_table(
+    add_constant_table(
         context,
         "information_schema_table_constraints",
-        empty(&[
-            "constraint_catalog",
-            "constraint_schema",
-            "constraint_name",
-            "table_catalog",
-            "table_schema",
-            "table_name",
-            "constraint_type",
-            "is_deferrable",
-            "initially_deferred",
-            "enforced",
-            "nulls_distinct",
+        no_rows(&[
+            ("constraint_catalog", DataType::Utf8),
+            ("constraint_schema", DataType::Utf8),
+            ("constraint_name", DataType::Utf8),
+            ("table_catalog", DataType::Utf8),
+            ("table_schema", DataType::Utf8),
+            ("table_name", DataType::Utf8),
+            ("constraint_type", DataType::Utf8),
+            ("is_deferrable", DataType::Utf8),
+            ("initially_deferred", DataType::Utf8),
+            ("enforced", DataType::Utf8),
+            ("nulls_distinct", DataType::Utf8),
         ]),
     )?;
-    add_catalog_table(
+    add_constant_table(
         context,
         "information_schema_referential_constraints",
-        empty(&[
-            "constraint_catalog",
-            "constraint_schema",
-            "constraint_name",
-            "unique_constraint_catalog",
-            "unique_constraint_schema",
-            "unique_constraint_name",
-            "match_option",
-            "update_rule",
-            "delete_rule",
+        no_rows(&[
+            ("constraint_catalog", DataType::Utf8),
+            ("constraint_schema", DataType::Utf8),
+            ("constraint_name", DataType::Utf8),
+            ("unique_constraint_catalog", DataType::Utf8),
+            ("unique_constraint_schema", DataType::Utf8),
+            ("unique_constraint_name", DataType::Utf8),
+            ("match_option", DataType::Utf8),
+            ("update_rule", DataType::Utf8),
+            ("delete_rule", DataType::Utf8),
         ]),
     )?;
-    add_catalog_table(
+    add_constant_table(
         context,
         "information_schema_key_column_usage",
-        empty(&[
-            "constraint_catalog",
-            "constraint_schema",
-            "constraint_name",
-            "table_catalog",
-            "table_schema",
-            "table_name",
-            "column_name",
-            "ordinal_position",
-            "position_in_unique_constraint",
+        no_rows(&[
+            ("constraint_catalog", DataType::Utf8),
+            ("constraint_schema", DataType::Utf8),
+            ("constraint_name", DataType::Utf8),
+            ("table_catalog", DataType::Utf8),
+            ("table_schema", DataType::Utf8),
+            ("table_name", DataType::Utf8),
+            ("column_name", DataType::Utf8),
+            ("ordinal_position", DataType::Utf8),
+            ("position_in_unique_constraint", DataType::Utf8),
         ]),
     )?;
-    add_catalog_table(
+    add_constant_table(
         context,
         "pg_locks",
-        Box::new(|| typed_table(pg_locks(), None)),
+        no_rows(&[
+            ("locktype", DataType::Utf8),
+            ("database", DataType::Int32),
+            ("relation", DataType::Int32),
+            ("page", DataType::Int32),
+            ("tuple", DataType::Int16),
+            ("virtualxid", DataType::Utf8),
+            ("transactionid", DataType::Int64),
+            ("classid", DataType::Int32),
+            ("objid", DataType::Int32),
+            ("objsubid", DataType::Int16),
+            ("virtualtransaction", DataType::Utf8),
+            ("pid", DataType::Int32),
+            ("mode", DataType::Utf8),
+            ("granted", DataType::Boolean),
+            ("fastpath", DataType::Boolean),
+            (
+                "waitstart",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ),
+        ]),
     )?;
-    add_catalog_table(
+    let text = |value: Option<&str>| Arc::new(StringArray::from(vec![value])) as ArrayRef;
+    let no_dst = || Arc::new(BooleanArray::from(vec![false])) as ArrayRef;
+    add_constant_table(
         context,
         "pg_timezone_names",
-        Box::new(|| {
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("name", DataType::Utf8, true),
-                Field::new("abbrev", DataType::Utf8, true),
-                Field::new("utc_offset", DataType::Utf8, true),
-                Field::new("is_dst", DataType::Boolean, true),
-            ]));
-            let row: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec!["UTC"])),
-                Arc::new(StringArray::from(vec!["UTC"])),
-                Arc::new(StringArray::from(vec!["00:00:00"])),
-                Arc::new(BooleanArray::from(vec![false])),
-            ];
-            typed_table(schema, Some(row))
-        }),
+        vec![
+            ("name", text(Some("UTC"))),
+            ("abbrev", text(Some("UTC"))),
+            ("utc_offset", text(Some("00:00:00"))),
+            ("is_dst", no_dst()),
+        ],
     )?;
-    add_catalog_table(
+    add_constant_table(
         context,
         "pg_timezone_abbrevs",
-        Box::new(|| {
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("abbrev", DataType::Utf8, true),
-                Field::new("utc_offset", DataType::Utf8, true),
-                Field::new("is_dst", DataType::Boolean, true),
-            ]));
-            let row: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec!["UTC"])),
-                Arc::new(StringArray::from(vec!["00:00:00"])),
-                Arc::new(BooleanArray::from(vec![false])),
-            ];
-            typed_table(schema, Some(row))
-        }),
+        vec![
+            ("abbrev", text(Some("UTC"))),
+            ("utc_offset", text(Some("00:00:00"))),
+            ("is_dst", no_dst()),
+        ],
     )?;
-    add_catalog_table(
+    add_constant_table(
         context,
         "information_schema_character_sets",
-        Box::new(move || {
-            let schema = text_columns(&[
-                "character_set_catalog",
-                "character_set_schema",
-                "character_set_name",
-                "character_repertoire",
-                "form_of_use",
-                "default_collate_catalog",
-                "default_collate_schema",
-                "default_collate_name",
-            ]);
-            let row: [Option<&str>; 8] = [
-                None,
-                None,
-                Some("UTF8"),
-                Some("UCS"),
-                Some("UTF8"),
-                None,
-                Some("pg_catalog"),
-                Some("C"),
-            ];
-            let columns: Vec<ArrayRef> = row
-                .iter()
-                .map(|value| Arc::new(StringArray::from(vec![*value])) as ArrayRef)
-                .collect();
-            let batch = RecordBatch::try_new(schema.clone(), columns)?;
-            Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?) as _)
-        }),
+        vec![
+            ("character_set_catalog", text(None)),
+            ("character_set_schema", text(None)),
+            ("character_set_name", text(Some("UTF8"))),
+            ("character_repertoire", text(Some("UCS"))),
+            ("form_of_use", text(Some("UTF8"))),
+            ("default_collate_catalog", text(None)),
+            ("default_collate_schema", text(Some("pg_catalog"))),
+            ("default_collate_name", text(Some("C"))),
+        ],
     )
 }
 
-/// A table of `schema` with no rows, or one row of `row`.
-fn typed_table(
-    schema: SchemaRef,
-    row: Option<Vec<ArrayRef>>,
-) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-    let batches = match row {
-        Some(columns) => vec![RecordBatch::try_new(schema.clone(), columns)?],
-        None => vec![],
-    };
-    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+/// Columns of no rows, of the given names and types.
+fn no_rows(columns: &[(&'static str, DataType)]) -> Vec<(&'static str, ArrayRef)> {
+    columns
+        .iter()
+        .map(|(name, data_type)| (*name, new_empty_array(data_type)))
+        .collect()
 }
 
-/// `pg_locks`' columns with PostgreSQL's types.
-fn pg_locks() -> SchemaRef {
-    let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
-    Arc::new(Schema::new(vec![
-        column("locktype", DataType::Utf8),
-        column("database", DataType::Int32),
-        column("relation", DataType::Int32),
-        column("page", DataType::Int32),
-        column("tuple", DataType::Int16),
-        column("virtualxid", DataType::Utf8),
-        column("transactionid", DataType::Int64),
-        column("classid", DataType::Int32),
-        column("objid", DataType::Int32),
-        column("objsubid", DataType::Int16),
-        column("virtualtransaction", DataType::Utf8),
-        column("pid", DataType::Int32),
-        column("mode", DataType::Utf8),
-        column("granted", DataType::Boolean),
-        column("fastpath", DataType::Boolean),
-        column(
-            "waitstart",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        ),
-    ]))
+/// Adds to `pg_catalog` the table `name` whose rows are `columns` (name, values).
+fn add_constant_table(
+    context: &SessionContext,
+    name: &'static str,
+    columns: Vec<(&'static str, ArrayRef)>,
+) -> Result<()> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, values)| Field::new(*name, values.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, v)| v).collect(),
+    )?;
+    add_catalog_table(
+        context,
+        name,
+        Box::new(move || {
+            Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![rows.clone()]])?) as _)
+        }),
+    )
 }
 
 /// A column added where the catalog lacks it.

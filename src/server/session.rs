@@ -773,34 +773,38 @@ impl ExtendedQueryHandler for ExtendedQueries {
                 return Ok(responses.pop().unwrap_or(Response::EmptyQuery));
             }
         }
+        // Other statements may belong to a hook (SHOW, cursors), which runs later.
+        let query_plan = match planned {
+            Some((Statement::Query(_), plan)) => Some(plan),
+            _ => None,
+        };
         // Checked at Parse, and again at each Execute: a prepared statement kept by a
         // driver must not outlive a REVOKE. (The plan is walked, not made again.)
-        let limits = StatementLimits::start(client, &self.session.interrupt);
-        if let Some((statement, plan)) = planned {
+        if let Some((_, plan)) = planned {
             let role = self.session.role(client);
             self.session.checker().check(&role, plan).map_err(denied)?;
-            // Other statements may belong to a hook (SHOW, cursors), which runs later.
-            let is_query = matches!(statement, Statement::Query(_));
-            if let Some(lookup) = PointLookup::of(plan).filter(|_| is_query) {
-                if let Some(response) = lookup.answer(portal, client).await? {
-                    return Ok(response);
-                }
+        }
+        // A key lookup answers at once, so it runs outside the statement limits.
+        if let Some(lookup) = query_plan.and_then(PointLookup::of) {
+            if let Some(response) = lookup.answer(portal, client).await? {
+                return Ok(response);
             }
-            if is_query && portal.parameter_len() == 0 {
-                let (constants, context) = (&self.session.constants, &self.session.context);
-                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                let format = &portal.result_column_format;
-                let mut constant = limits
-                    .run(async move {
-                        match constants.result_of_plan(context, sql, plan).await {
-                            Some(result) => Ok(vec![result.response(format, options)?]),
-                            None => Ok(Vec::new()),
-                        }
-                    })
-                    .await?;
-                if let Some(response) = constant.pop() {
-                    return Ok(response);
-                }
+        }
+        let limits = StatementLimits::start(client, &self.session.interrupt);
+        if let (Some(plan), 0) = (query_plan, portal.parameter_len()) {
+            let (constants, context) = (&self.session.constants, &self.session.context);
+            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            let format = &portal.result_column_format;
+            let mut constant = limits
+                .run(async move {
+                    match constants.result_of_plan(context, sql, plan).await {
+                        Some(result) => Ok(vec![result.response(format, options)?]),
+                        None => Ok(Vec::new()),
+                    }
+                })
+                .await?;
+            if let Some(response) = constant.pop() {
+                return Ok(response);
             }
         }
         let service = self.session.service.clone();
