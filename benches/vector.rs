@@ -272,6 +272,7 @@ async fn durable_scan(parts: &[Vec<RecordBatch>], text_query: &str, in_memory: D
         writer: rankql::storage::WriterPolicy::default(),
         memory_limit: None,
         table_cache: rankql::engine::default_table_cache(),
+        cluster: None,
     })
     .await
     .unwrap();

@@ -17,7 +17,7 @@ GROUP BY e.user_id;
 
 -- The plain variant: embed the concatenated titles of a user's last 10 events.
 CREATE OR REPLACE TABLE user_text_vectors AS
-SELECT user_id, embed(string_agg(title, '. ')) AS vec
+SELECT user_id, embed(string_agg(title, '. ' ORDER BY recency)) AS vec
 FROM (
   SELECT e.user_id, p.title,
          ROW_NUMBER() OVER (PARTITION BY e.user_id ORDER BY e.ts DESC) AS recency

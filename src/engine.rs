@@ -21,6 +21,7 @@ use datafusion::sql::sqlparser::ast::BinaryOperator;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use rankql_udfs::embed::{EmbedOptions, ModelRegistry};
 
+use crate::cluster::{ClusterError, ClusterPlanner};
 use crate::demo;
 use crate::server::roles::{RoleCatalog, RoleError, ROLES_FILE};
 use crate::storage::vector_index::{HnswOptions, Nearest, VectorTopKRule};
@@ -38,6 +39,9 @@ pub enum EngineError {
     /// The role catalog of the data directory could not be read.
     #[error(transparent)]
     Roles(#[from] RoleError),
+    /// The cluster named by `--cluster` cannot be used.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The data directory could not be read or created.
     #[error("data directory {dir}: {source}")]
     DataDir {
@@ -73,6 +77,9 @@ pub struct EngineOptions {
     /// Bytes of decoded durable-table data files kept in memory, shared by every
     /// connection (0: every scan decodes the Parquet files again).
     pub table_cache: usize,
+    /// A Ballista scheduler (`host:port`) to run queries over tables on; `None` runs
+    /// everything in this process.
+    pub cluster: Option<String>,
 }
 
 /// The folder of the data directory where queries over the memory limit spill.
@@ -157,17 +164,15 @@ impl Engine {
         setup_pg_catalog(&context, CATALOG, crate::pg_roles::RolesView(roles.clone()))
             .map_err(|e| *e)?;
         crate::pg_roles::register_pg_user(&context, roles.clone())?;
-        crate::pg_compat::register(&context);
         crate::pg_types::register(&context).await?;
         crate::pg_indexes::register_index_catalog(&context, storage.clone())?;
         crate::pg_columns::register(&context)?;
-        crate::value_limits::register(&context);
         let mut models = options.models;
         if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {
             models.cache_file = Some(dir.join("embed-cache.bin"));
         }
         let models = Arc::new(ModelRegistry::new(models));
-        rankql_udfs::register_all(&context, models.clone());
+        register_functions(&context, models.clone());
         install_vector_operators(&context)?;
         context.register_udtf("nearest", Arc::new(Nearest::new(&context)));
         install_delta_reader(&context);
@@ -187,6 +192,9 @@ impl Engine {
         if let Some(dir) = &options.data_dir {
             register_data_dir(&context, dir).await?;
         }
+        if let Some(scheduler) = &options.cluster {
+            ClusterPlanner::connect(scheduler).await?.install(&context);
+        }
         Ok(Self {
             context: Arc::new(context),
             models,
@@ -204,6 +212,16 @@ impl Drop for Engine {
             storage.close();
         }
     }
+}
+
+/// Registers every function rankql's SQL may call (the `rankql-udfs` toolkit with
+/// `embed` on `models`, the Postgres compatibility functions, the size-checked string
+/// functions): the engine's context and every cluster node's session get the same set,
+/// so a plan that names one can run on any of them.
+pub fn register_functions(context: &SessionContext, models: Arc<ModelRegistry>) {
+    crate::pg_compat::register(context);
+    crate::value_limits::register(context);
+    rankql_udfs::register_all(context, models);
 }
 
 /// pgvector's operators, planned onto rankql's functions so `a <=> b` and

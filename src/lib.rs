@@ -11,10 +11,12 @@
 //! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_columns`] gives catalog columns the
 //! types clients expect; [`pg_types`] resolves type names
 //! (`to_regtype`); [`value_limits`] caps the values string functions make; [`storage`]
-//! keeps tables durable as Delta tables in the data directory, with their HNSW indexes.
+//! keeps tables durable as Delta tables in the data directory, with their HNSW indexes;
+//! [`cluster`] runs queries on an Apache DataFusion Ballista cluster.
 //! The server's own parts
 //! (authentication, roles, privileges, sessions, limits, COPY) are in [`server`].
 
+pub mod cluster;
 pub mod demo;
 pub mod engine;
 pub mod pg_catalog_tables;

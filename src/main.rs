@@ -1,10 +1,12 @@
-//! The `rankql` command: `serve`, `sql`, `run` and `user`.
+//! The `rankql` command: `serve`, `sql`, `run`, `user`, and the cluster's `scheduler`
+//! and `executor`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rankql::cluster::{run_executor, run_scheduler, ExecutorOptions, SchedulerOptions};
 use rankql::engine::{Engine, EngineOptions};
 use rankql::runner::{OutputFormat, Runner};
 use rankql::server::privileges::FileAccess;
@@ -53,6 +55,24 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Start a Ballista scheduler for a rankql cluster (executors and `--cluster`
+    /// clients connect to it).
+    Scheduler {
+        /// Address to listen on (0.0.0.0 for every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on.
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Start a Ballista executor that runs rankql's functions (embed on its own models)
+    /// for the scheduler given.
+    Executor {
+        #[command(flatten)]
+        executor: ExecutorArgs,
+    },
     /// Run SQL files in order (a scheduled job); exits non-zero at the first failure.
     Run {
         /// SQL files, run in the order given.
@@ -63,6 +83,64 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+}
+
+/// Options of `rankql executor`.
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// The scheduler to serve, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    scheduler: String,
+    /// Tasks run at once: this executor's share of the machine's cores; embed() gets
+    /// as many single-threaded ONNX Runtime sessions unless --embed-sessions says
+    /// otherwise [default: every core].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The host name the other nodes reach this executor at [default: --host].
+    #[arg(long)]
+    external_host: Option<String>,
+    /// Port of the executor's Arrow Flight service (results and shuffles are fetched
+    /// from it).
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// Port of the executor's gRPC service (the scheduler sends tasks to it).
+    #[arg(long, default_value_t = 50052)]
+    grpc_port: u16,
+    /// Where shuffle files are written [default: a temporary directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+impl ExecutorArgs {
+    fn options(self) -> ExecutorOptions {
+        let concurrency = self.concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let sessions_given = self.models.embed_sessions.is_some();
+        let threads_given = self.models.embed_threads.is_some();
+        let mut models = self.models.options();
+        if !sessions_given {
+            models.sessions = concurrency.max(1);
+        }
+        if !threads_given {
+            models.intra_threads = 1;
+        }
+        ExecutorOptions {
+            scheduler: self.scheduler,
+            host: self.host,
+            external_host: self.external_host,
+            port: self.port,
+            grpc_port: self.grpc_port,
+            concurrency,
+            work_dir: self.work_dir.map(|dir| dir.to_string_lossy().into_owned()),
+            models,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +290,27 @@ struct EngineArgs {
     /// it (survives a crash of rankql, not of the machine). PostgreSQL's name and default.
     #[arg(long, value_enum, default_value_t = SynchronousCommit::On)]
     synchronous_commit: SynchronousCommit,
+    #[command(flatten)]
+    models: ModelArgs,
+    /// Run queries over tables on the Ballista cluster whose scheduler is at HOST:PORT
+    /// (started with `rankql scheduler`); catalog queries, SET and DDL stay here.
+    #[arg(long, env = "RANKQL_CLUSTER", value_name = "HOST:PORT")]
+    cluster: Option<String>,
+    /// Memory all running queries together may hold (sorts, joins and aggregates spill
+    /// to the data directory beyond it), e.g. 8GB [default: half of the machine's memory].
+    #[arg(long, value_parser = parse_bytes)]
+    memory_limit: Option<usize>,
+    /// Memory for decoded durable-table data files, shared by all connections, so
+    /// repeated scans read memory, not Parquet (least recently used files are dropped;
+    /// a table larger than it is scanned from disk), e.g. 4GB; 0 turns it off
+    /// [default: a quarter of the machine's memory].
+    #[arg(long, value_parser = parse_bytes)]
+    table_cache: Option<usize>,
+}
+
+/// The models behind `embed()`, for every command that runs it.
+#[derive(Debug, Args)]
+struct ModelArgs {
     /// Directory of installed models (written by `python3 models/fetch.py`).
     #[arg(long, env = "RANKQL_MODELS", default_value = "models/cache")]
     models_dir: PathBuf,
@@ -233,20 +332,10 @@ struct EngineArgs {
     /// Embeddings kept in the in-memory cache.
     #[arg(long, default_value_t = 50_000)]
     embed_cache: usize,
-    /// Memory all running queries together may hold (sorts, joins and aggregates spill
-    /// to the data directory beyond it), e.g. 8GB [default: half of the machine's memory].
-    #[arg(long, value_parser = parse_bytes)]
-    memory_limit: Option<usize>,
-    /// Memory for decoded durable-table data files, shared by all connections, so
-    /// repeated scans read memory, not Parquet (least recently used files are dropped;
-    /// a table larger than it is scanned from disk), e.g. 4GB; 0 turns it off
-    /// [default: a quarter of the machine's memory].
-    #[arg(long, value_parser = parse_bytes)]
-    table_cache: Option<usize>,
 }
 
-impl EngineArgs {
-    fn options(self) -> EngineOptions {
+impl ModelArgs {
+    fn options(self) -> EmbedOptions {
         let mut models = EmbedOptions::new(self.models_dir);
         models.device = self.device;
         match self.ort_lib {
@@ -261,8 +350,15 @@ impl EngineArgs {
         if let Some(threads) = self.embed_threads {
             models.intra_threads = threads.max(1);
         }
+        models
+    }
+}
+
+impl EngineArgs {
+    fn options(self) -> EngineOptions {
         EngineOptions {
-            models,
+            models: self.models.options(),
+            cluster: self.cluster,
             data_dir: (!self.in_memory).then_some(self.data_dir),
             demo: self.demo,
             writer: WriterPolicy {
@@ -301,6 +397,7 @@ async fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Serve {
@@ -327,6 +424,19 @@ async fn run() -> anyhow::Result<()> {
             let mut runner = Runner::new(&engine.context, format, std::io::stdout().lock());
             let script = sql.join(";\n");
             runner.run_script(&script, "<command line>").await?;
+            Ok(())
+        }
+        Command::Scheduler { host, port, models } => {
+            run_scheduler(SchedulerOptions {
+                host,
+                port,
+                models: models.options(),
+            })
+            .await?;
+            Ok(())
+        }
+        Command::Executor { executor } => {
+            run_executor(executor.options()).await?;
             Ok(())
         }
         Command::Run {

@@ -4,6 +4,7 @@
 //! through the shared [`TableCache`] when the table fits in it (decoded once, then served
 //! from memory), through Delta's own scan otherwise.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -147,6 +148,19 @@ impl DurableTable {
             .find(&pending, column, probe, projection)
             .map_err(|e| failed(e.into()))?;
         Ok(Some(rows))
+    }
+
+    /// The data files of the newest Delta version, once every row acknowledged so far
+    /// is committed there (waiting at most `timeout` for the write-ahead log to be
+    /// committed); `None` while rows are still only in the log. Another engine (a
+    /// cluster's executors) reading these files sees the table as a scan here does.
+    pub async fn committed_files(&self, timeout: std::time::Duration) -> Option<Vec<PathBuf>> {
+        let logged = |pending: &[RecordBatch]| pending.iter().any(|batch| batch.num_rows() > 0);
+        if logged(&self.committer.snapshot().pending) {
+            self.flush(timeout).await;
+        }
+        let Snapshot { delta, pending } = self.committer.snapshot();
+        (!logged(&pending)).then(|| delta.files.iter().map(|file| file.path.clone()).collect())
     }
 
     /// The table's name (also its directory under `DATA_DIR/tables`).

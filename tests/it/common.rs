@@ -89,6 +89,7 @@ pub fn options(demo: bool) -> EngineOptions {
         writer: Default::default(),
         memory_limit: None,
         table_cache: 256 << 20,
+        cluster: None,
     }
 }
 

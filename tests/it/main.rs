@@ -20,11 +20,15 @@
 //! - `tls`: psql (verify-full), psycopg and pgjdbc over TLS; certificates that fail.
 //! - `vector_index`: HNSW indexes: plans, results against the exact scan, freshness,
 //!   restart, a kill mid-build, concurrent clients, `pg_indexes`.
+//! - `cluster`: a local Ballista cluster of the binary (scheduler, two executors): the
+//!   pipelines, MovieLens and the served demo as in one process; a killed executor; a
+//!   scheduler that is down.
 //! - `bi_traces`: replays BI tools' catalog queries from ../shared (skipped if absent).
 
 mod bi_traces;
 mod cli;
 mod clients;
+mod cluster;
 mod common;
 mod crash;
 mod embed;
