@@ -36,7 +36,7 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 data="$work/data"
-mkdir -p "$data/vecs"
+mkdir -p "$data"
 
 free_port() {
   "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -56,12 +56,28 @@ echo "preparing $TEXTS texts and $VECTORS vectors of $DIM dimensions in $data"
                 p.title || ' ' || p.description || ' (variant ' || g.value || ')' AS t
          FROM products p CROSS JOIN generate_series(1, CAST(ceil($TEXTS / 300.0) AS BIGINT)) g
          ORDER BY id LIMIT $TEXTS) TO '$data/texts.parquet'" >/dev/null
+# A catalogue of many files, as a big one is: the cluster runs one task per file (a small
+# file is not split), so the texts are spread over 16 files like the vectors.
+"$PYTHON" - "$data" <<'EOF'
+import os, sys
+import pyarrow.parquet as pq
+data = sys.argv[1]
+table = pq.read_table(f"{data}/texts.parquet")
+os.makedirs(f"{data}/texts", exist_ok=True)
+files = 16
+for f in range(files):
+    lo, hi = table.num_rows * f // files, table.num_rows * (f + 1) // files
+    pq.write_table(table.slice(lo, hi - lo), f"{data}/texts/part-{f:02}.parquet")
+os.remove(f"{data}/texts.parquet")
+EOF
 "$PYTHON" - "$data/vecs" "$VECTORS" "$DIM" <<'EOF'
 import sys
 import numpy as np
 import pyarrow as pa
+import os
 import pyarrow.parquet as pq
 out, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(out, exist_ok=True)
 rng = np.random.default_rng(7)
 files = 16
 for f in range(files):
@@ -95,8 +111,11 @@ measure() {
     pids+=($!)
     wait_port "$scheduler_port"
     for ((i = 0; i < executors; i++)); do
-      local first=$((i * per)) last=$((i * per + per - 1)) flight grpc
-      flight="$(free_port)"; grpc="$(free_port)"
+      local first last flight grpc
+      first=$((i * per))
+      last=$((i * per + per - 1))
+      flight="$(free_port)"
+      grpc="$(free_port)"
       taskset -c "$first-$last" "$BIN" executor --scheduler "127.0.0.1:$scheduler_port" \
         --concurrency "$per" --port "$flight" --grpc-port "$grpc" --embed-cache 0 \
         --work-dir "$work" >"$work/executor-$i.log" 2>&1 &
