@@ -346,8 +346,24 @@ fn implicit_conversion(expr: &Expr) -> Option<Expr> {
     }
 }
 
-/// Rewrite 6 in `FROM`: a function with an alias and no column names gets a column
-/// named after the alias.
+/// Postgres functions that return one column, which `FROM f(…) AS a` names `a`. Other
+/// table functions (rankql's `nearest`, `models`) keep their own column names.
+const SINGLE_COLUMN_FUNCTIONS: &[&str] = &[
+    "unnest",
+    "generate_series",
+    "generate_subscripts",
+    "regexp_split_to_table",
+    "string_to_table",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+];
+
+/// Rewrite 6 in `FROM`: a one-column function with an alias and no column names gets a
+/// column named after the alias.
 #[derive(Default)]
 struct TableFunctions {
     changed: bool,
@@ -366,14 +382,17 @@ impl VisitorMut for TableFunctions {
                 return ControlFlow::Continue(());
             }
         }
+        let one_column =
+            |name: &ObjectName| SINGLE_COLUMN_FUNCTIONS.contains(&function_name(name).as_str());
         let alias = match table {
             TableFactor::UNNEST { alias, .. } => alias,
-            TableFactor::Function { alias, .. } => alias,
+            TableFactor::Function { alias, name, .. } if one_column(name) => alias,
             TableFactor::Table {
                 alias,
+                name,
                 args: Some(_),
                 ..
-            } => alias,
+            } if one_column(name) => alias,
             _ => return ControlFlow::Continue(()),
         };
         if let Some(alias) = alias {

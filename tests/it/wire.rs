@@ -436,3 +436,22 @@ async fn integer_literals_are_int4_and_counts_int8_as_in_postgresql() {
     let two = client.prepare("SELECT 1, 2").await.unwrap();
     assert_eq!(types(&two), ["?column? int4", "?column?_2 int4"]);
 }
+
+/// `FROM f(…) alias` names the one column of Postgres' one-column functions after the
+/// alias (BI tools rely on it), and leaves multi-column table functions alone, so the
+/// `sql/` pipelines run over the wire as they do in `rankql run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_aliases_name_one_column_functions_only() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let rows = client
+        .query("SELECT sum(g) FROM generate_series(1, 3) g", &[])
+        .await
+        .expect("one-column function under an alias");
+    assert_eq!(rows[0].get::<_, i64>(0), 6);
+    let rows = client
+        .query("SELECT m.name FROM models() m WHERE m.name = 'minilm'", &[])
+        .await
+        .expect("multi-column table function under an alias");
+    assert_eq!(rows.len(), 1);
+}
