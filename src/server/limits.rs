@@ -331,12 +331,12 @@ pub async fn refuse_connection(
     }
 }
 
-/// A second handle on a client's socket, to notice the client going away while a
-/// statement runs (pgwire reads the socket only between statements).
+/// The client's socket for pgwire and a second handle on it, to notice the client going
+/// away while a statement runs (pgwire reads the socket only between statements). Both
+/// are registered with the calling thread's runtime.
 pub fn disconnect_watcher(
-    socket: tokio::net::TcpStream,
+    socket: std::net::TcpStream,
 ) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
-    let socket = socket.into_std()?;
     let watcher = socket.try_clone()?;
     Ok((
         tokio::net::TcpStream::from_std(socket)?,

@@ -1,6 +1,8 @@
 //! The Postgres wire server. One concept per file:
 //!
-//! - this file: binding, the accept loop, the connection limit, one task per connection;
+//! - this file: binding, the accept loop, the connection limit;
+//! - [`connection_thread`]: a thread per connection, its queries' tasks on the shared
+//!   runtime;
 //! - [`auth`]: trust-on-loopback until a user exists, then SCRAM-SHA-256; TLS required?
 //! - [`tls`]: certificates; [`roles`]: users, grants, owners in the data directory;
 //! - [`session`]: a session per connection and the statement handlers;
@@ -16,6 +18,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog_rewrites;
 pub mod compat_hooks;
+pub mod connection_thread;
 pub mod constant_queries;
 pub mod copy;
 pub mod copy_in;
@@ -46,7 +49,8 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Semaphore};
 
 use self::auth::{AuthPolicy, Authenticated, Startup};
 use self::copy_in::CopyIns;
@@ -136,9 +140,9 @@ struct Shared {
     options: ServerOptions,
 }
 
-/// Serves Postgres clients on `listener` until `shutdown` completes. Each connection
-/// runs in its own task with its own session: a client that misbehaves or disconnects
-/// ends only its own task.
+/// Serves Postgres clients on `listener` until `shutdown` completes, then closes the
+/// connections. Each connection runs on its own thread with its own session: a client
+/// that misbehaves or disconnects ends only its own thread.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<SessionContext>,
@@ -154,6 +158,9 @@ pub async fn serve(
         cancels: Arc::new(CancelRegistry::default()),
         options,
     });
+    // Connections end when this function returns: their threads wait on this channel.
+    let (_serving, server_stopped) = watch::channel(());
+    let runtime = Handle::current();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -163,10 +170,28 @@ pub async fn serve(
                     let shared = shared.clone();
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
-                            tokio::spawn(async move {
-                                serve_connection(socket, peer, shared).await;
-                                drop(slot);
+                            let stopped = server_stopped.clone();
+                            let started = socket.into_std().and_then(|socket| {
+                                connection_thread::spawn(
+                                    format!("rankql-conn {peer}"),
+                                    THREAD_STACK_BYTES,
+                                    socket,
+                                    runtime.clone(),
+                                    move |socket| {
+                                        let sockets = disconnect_watcher(socket);
+                                        async move {
+                                            match sockets {
+                                                Ok((socket, watcher)) => serve_connection(socket, watcher, peer, shared, stopped).await,
+                                                Err(error) => tracing::warn!(%peer, "connection dropped: {error}"),
+                                            }
+                                            drop(slot);
+                                        }
+                                    },
+                                )
                             });
+                            if let Err(error) = started {
+                                tracing::warn!(%peer, "connection dropped: cannot start its thread: {error}");
+                            }
                         }
                         Err(_) => {
                             tracing::warn!(%peer, "refused: all {} connection slots are in use", shared.options.max_connections);
@@ -184,15 +209,14 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn serve_connection(
+    socket: tokio::net::TcpStream,
+    watcher: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut server_stopped: watch::Receiver<()>,
+) {
     tracing::debug!(%peer, "connection opened");
-    let (socket, watcher) = match disconnect_watcher(socket) {
-        Ok(pair) => pair,
-        Err(error) => {
-            tracing::warn!(%peer, "connection dropped: {error}");
-            return;
-        }
-    };
     let authenticated = Arc::new(Authenticated::default());
     let session = Session::new(
         shared.context.state(),
@@ -246,6 +270,7 @@ async fn serve_connection(socket: tokio::net::TcpStream, peer: SocketAddr, share
             }
         }
         reason = unauthenticated_end => tracing::info!(%peer, "connection closed: {reason}"),
+        _ = server_stopped.changed() => tracing::info!(%peer, "connection closed: the server stopped"),
         // The client went away mid-statement: dropping the connection's future drops the
         // statement's streams (stopping their work), and embed stops at its next batch.
         _ = peer_closed(watcher) => {

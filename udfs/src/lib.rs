@@ -6,6 +6,7 @@
 //! functions with one call to [`register_all`].
 
 pub mod bandit;
+pub mod blocking;
 pub mod columnar;
 pub mod embed;
 pub mod experiment;

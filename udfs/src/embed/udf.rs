@@ -15,6 +15,7 @@ use datafusion::logical_expr::{
 use super::config::TextRole;
 use super::error::EmbedCallError;
 use super::registry::ModelRegistry;
+use crate::blocking::run_blocking;
 use crate::columnar::scalar_if_all_scalar;
 use crate::interrupt::StatementInterrupt;
 use crate::vector::args::{vector_field, vector_type};
@@ -218,16 +219,5 @@ impl ScalarUDFImpl for Embed {
             )
             .build()
         }))
-    }
-}
-
-/// Runs CPU-heavy inference without stalling the async runtime's other tasks (other
-/// connections keep being served while a long `embed` runs).
-fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
     }
 }
