@@ -7,7 +7,9 @@
 //! functions `obj_description`, `col_description` and `shobj_description` (rankql has no
 //! `COMMENT`, so NULL), `pg_get_function_result` and `pg_get_function_arguments`
 //! (NULL: rankql has no SQL-defined functions to describe), `pg_tablespace_location` (NULL:
-//! the default tablespaces have no location); and the version rankql identifies as.
+//! the default tablespaces have no location), `pg_size_pretty`, `rankql_prefix_elements`
+//! (psql's `\d+`);
+//! and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
 //! DataGrip, pgcli, Superset and SQLAlchemy fail their first screen on the others. The
@@ -111,8 +113,74 @@ pub fn register(context: &SessionContext) {
         ScalarUDF::new_from_impl(ExpandArray {
             signature: Signature::any(1, Volatility::Immutable),
         }),
+        pg_size_pretty(),
+        ScalarUDF::new_from_impl(PrefixElements {
+            signature: Signature::any(2, Volatility::Immutable),
+        }),
     ] {
         context.register_udf(udf);
+    }
+}
+
+/// `rankql_prefix_elements(prefix, texts)`: each element of a text array with `prefix`
+/// in front (NULL elements stay NULL). It is what psql's `\d+` asks with
+/// `array(select 'toast.' || x from unnest(tc.reloptions) x)`, a correlated subquery
+/// DataFusion cannot run; the catalog rewrites turn that shape into this function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PrefixElements {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PrefixElements {
+    fn name(&self) -> &str {
+        "rankql_prefix_elements"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Utf8,
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [prefix, texts] = args.args.as_slice() else {
+            return exec_err!("rankql_prefix_elements takes a prefix and a text array");
+        };
+        let prefix = prefix.to_array(rows)?;
+        let prefix = datafusion::arrow::compute::cast(&prefix, &DataType::Utf8)?;
+        let prefix = prefix.as_string::<i32>();
+        let texts = texts.to_array(rows)?;
+        let list_type = self.return_type(&[])?;
+        if texts.data_type().is_null() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_null_array(&list_type, rows),
+            ));
+        }
+        let texts = datafusion::arrow::compute::cast(&texts, &list_type)?;
+        let texts = texts.as_list::<i32>();
+        let mut prefixed = datafusion::arrow::array::ListBuilder::new(
+            datafusion::arrow::array::StringBuilder::new(),
+        );
+        for row in 0..rows {
+            if texts.is_null(row) || prefix.is_null(row) {
+                prefixed.append_null();
+                continue;
+            }
+            let elements = texts.value(row);
+            for element in elements.as_string::<i32>() {
+                prefixed
+                    .values()
+                    .append_option(element.map(|e| format!("{}{e}", prefix.value(row))));
+            }
+            prefixed.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(prefixed.finish())))
     }
 }
 
@@ -379,6 +447,41 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// `pg_size_pretty(bytes)`: PostgreSQL's rounding and units (`10 kB`, `1536 MB`), for
+/// psql's `\dt+` and `\di+` and the size columns of BI tools.
+fn pg_size_pretty() -> ScalarUDF {
+    create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let sizes = ColumnarValue::values_to_arrays(args)?;
+            let sizes = sizes[0].as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let pretty: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(Arc::new(pretty)))
+        }),
+    )
+}
+
+/// PostgreSQL's `pg_size_pretty` on one size: bytes below 10 kB, then each unit while the
+/// number stays below 20,480 (it keeps one more bit to round half away from zero).
+fn size_pretty(bytes: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    if bytes.abs() < LIMIT {
+        return format!("{bytes} bytes");
+    }
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    let mut size = bytes >> 9;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if size.abs() < LIMIT * 2 - 1 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size >>= 10;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
 /// A function of fixed arguments that always returns `value`.
 fn constant(name: &str, arguments: Vec<DataType>, value: ScalarValue) -> ScalarUDF {
     let return_type = value.data_type();
@@ -477,4 +580,24 @@ fn setting(name: &str) -> Result<String> {
         "is_superuser" => "on".to_string(),
         other => return exec_err!("unrecognized configuration parameter \"{other}\""),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_pretty;
+
+    /// The answers of PostgreSQL 15's `pg_size_pretty`.
+    #[test]
+    fn sizes_read_as_postgresql_writes_them() {
+        for (bytes, pretty) in [
+            (0, "0 bytes"),
+            (10_239, "10239 bytes"),
+            (10_240, "10 kB"),
+            (10_485_760, "10 MB"),
+            (1_073_741_824, "1024 MB"),
+            (-10_240, "-10 kB"),
+        ] {
+            assert_eq!(size_pretty(bytes), pretty, "{bytes}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! rankql's roles in `pg_catalog`, so that psql's `\du`, DBeaver and other tools list the
 //! users: `pg_roles` (through datafusion-pg-catalog's provider hook) and `pg_user` (a
-//! table of ours beside the catalog's own, which has none).
+//! table of ours beside the catalog's own, which has none). While no user exists, the
+//! trusted superuser [`TRUSTED_SUPERUSER`] is listed, as PostgreSQL always lists its
+//! bootstrap superuser: `\du` is never empty.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
 };
 
 use crate::pg_catalog_tables::add_catalog_table;
-use crate::server::roles::{RoleCatalog, RoleInfo};
+use crate::server::roles::{RoleCatalog, RoleInfo, TRUSTED_SUPERUSER};
 
 /// The role catalog as `pg_catalog.pg_roles` shows it.
 #[derive(Debug, Clone)]
@@ -24,11 +26,16 @@ pub struct RolesView(pub Arc<RoleCatalog>);
 #[async_trait]
 impl PgCatalogContextProvider for RolesView {
     async fn roles(&self) -> Vec<String> {
-        self.0.roles().into_iter().map(|role| role.name).collect()
+        listed_roles(&self.0)
+            .into_iter()
+            .map(|role| role.name)
+            .collect()
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
-        let role = self.0.roles().into_iter().find(|role| role.name == name)?;
+        let role = listed_roles(&self.0)
+            .into_iter()
+            .find(|role| role.name == name)?;
         Some(Role {
             name: role.name,
             is_superuser: role.superuser,
@@ -43,12 +50,29 @@ impl PgCatalogContextProvider for RolesView {
     }
 }
 
+/// The roles of `catalog`, and the trusted superuser while no user can log in.
+fn listed_roles(catalog: &RoleCatalog) -> Vec<RoleInfo> {
+    let mut roles = catalog.roles();
+    if !catalog.has_users() && !roles.iter().any(|role| role.name == TRUSTED_SUPERUSER) {
+        roles.insert(
+            0,
+            RoleInfo {
+                name: TRUSTED_SUPERUSER.to_string(),
+                superuser: true,
+                login: true,
+                has_password: false,
+            },
+        );
+    }
+    roles
+}
+
 /// Adds `pg_catalog.pg_user` (the roles that can log in) to `context`'s catalog.
 pub fn register_pg_user(context: &SessionContext, roles: Arc<RoleCatalog>) -> Result<()> {
     add_catalog_table(
         context,
         "pg_user",
-        Box::new(move || pg_user(&roles.roles())),
+        Box::new(move || pg_user(&listed_roles(&roles))),
     )
 }
 

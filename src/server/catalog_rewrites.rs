@@ -13,6 +13,9 @@
 //!    so there is one row or none, and `max` of one row is that row (of none, NULL, as
 //!    the subquery gives). User tables' subqueries are left alone: there a second row
 //!    must stay an error.
+//!    A condition of such a subquery that names only the outer query's columns moves
+//!    outside it, into a `CASE WHEN` ([`outer_conditions_out`]); outer columns in its
+//!    `SELECT` list stay outside while its own are looked up ([`outer_columns_out`]).
 //! 4. Two or more unnamed `NULL`s in a `SELECT` list (psqlODBC's `select NULL, NULL,
 //!    NULL`, pgjdbc's procedure list) are named `?column?`, `?column?_2`…, as PostgreSQL
 //!    names each `?column?` and DataFusion wants names to differ.
@@ -32,6 +35,8 @@
 //!    `_pg_expandarray(a)` in a `SELECT` list yields its `(x, n)` rows, and a field of a
 //!    composite, `(keys).x`, is read with `get_field`.
 //!    A text array in `coalesce` (`coalesce(names, '{}')`, psycopg) becomes an array.
+//!    `EXISTS (catalog subquery)` in a `SELECT` list becomes a count (psql's `\d index`),
+//!    and `ARRAY(SELECT 'p' || x FROM unnest(a) x)` a function call (psql's `\d+`).
 //! 7. `information_schema.table_constraints`, `referential_constraints`,
 //!    `key_column_usage` and `character_sets`, which DataFusion's `information_schema` lacks, are read from
 //!    rankql's copies in `pg_catalog` (`information_schema_…`, see [`crate::pg_columns`]).
@@ -42,10 +47,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, visit_relations, visit_relations_mut, AccessExpr, BinaryOperator,
-    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor, Value,
-    VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations, visit_relations_mut, AccessExpr,
+    BinaryOperator, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, ObjectName, OrderByKind, Query, SelectItem, SetExpr, Statement, TableAliasColumnDef,
+    TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -83,9 +88,7 @@ pub fn constructs(statement: &mut Statement) -> bool {
             *expr = rewritten;
             changed = true;
         }
-        if let Expr::Subquery(query) = expr {
-            changed |= aggregate_catalog_lookup(query);
-        }
+        changed |= decorrelate_catalog_lookup(expr);
         ControlFlow::<()>::Continue(())
     });
     let mut tables = TableFunctions::default();
@@ -435,10 +438,49 @@ impl VisitorMut for SelectLists {
                         self.changed = true;
                     }
                 }
+                let _ = visit_expressions_mut(expr, |inner| {
+                    if let Some(counted) = counted_exists(inner) {
+                        *inner = counted;
+                        self.changed = true;
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
             }
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `EXISTS (SELECT … FROM catalog WHERE …)` in a `SELECT` list (psql's `\d index`) as
+/// `coalesce((SELECT count(*) FROM … WHERE …), 0) > 0`: DataFusion runs `EXISTS` only
+/// in `WHERE`, and a correlated count it can.
+fn counted_exists(expr: &Expr) -> Option<Expr> {
+    let Expr::Exists { subquery, negated } = expr else {
+        return None;
+    };
+    if subquery.limit_clause.is_some() || !reads_only_catalog(subquery) {
+        return None;
+    }
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return None;
+    };
+    if grouped(select) {
+        return None;
+    }
+    let mut counting = select.as_ref().clone();
+    counting.distinct = None;
+    counting.projection = vec![SelectItem::UnnamedExpr(parse_expr("count(*)")?)];
+    let not = if *negated { "NOT " } else { "" };
+    parse_expr(&format!("{not}(coalesce(({counting}), 0) > 0)"))
+}
+
+/// Whether `select` groups its rows (`GROUP BY` or `HAVING`).
+fn grouped(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    let ungrouped = matches!(
+        &select.group_by,
+        datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(list, _) if list.is_empty()
+    );
+    !ungrouped || select.having.is_some()
 }
 
 /// `information_schema` views DataFusion lacks.
@@ -545,6 +587,55 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
     ))
 }
 
+/// `ARRAY(SELECT 'toast.' || x FROM unnest(a) x)` (psql's `\d+`) as
+/// `rankql_prefix_elements('toast.', a)`: `a` is usually an outer column, and DataFusion
+/// cannot run a subquery over it.
+fn prefixed_elements(query: &Query) -> Option<Expr> {
+    if query.order_by.is_some() || query.limit_clause.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.selection.is_some() || select.distinct.is_some() || select.having.is_some() {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(Expr::BinaryOp {
+        left,
+        op: BinaryOperator::StringConcat,
+        right,
+    })] = select.projection.as_slice()
+    else {
+        return None;
+    };
+    let (Expr::Value(prefix), Expr::Identifier(element)) = (left.as_ref(), right.as_ref()) else {
+        return None;
+    };
+    if !matches!(prefix.value, Value::SingleQuotedString(_)) {
+        return None;
+    }
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
+        return None;
+    };
+    let named_element = alias.name.value == element.value && alias.columns.is_empty();
+    if !from.joins.is_empty() || function_name(name) != "unnest" || !named_element {
+        return None;
+    }
+    parse_expr(&format!("rankql_prefix_elements({prefix}, {array})"))
+}
+
 fn array_of_subquery(expr: &Expr) -> Option<Expr> {
     let Expr::Function(function) = expr else {
         return None;
@@ -554,6 +645,9 @@ fn array_of_subquery(expr: &Expr) -> Option<Expr> {
     };
     if function_name(&function.name) != "array" {
         return None;
+    }
+    if let Some(prefixed) = prefixed_elements(query) {
+        return Some(prefixed);
     }
     let mut query = query.as_ref().clone();
     let order_by = query.order_by.take();
@@ -613,11 +707,7 @@ fn aggregate_catalog_lookup(query: &mut Query) -> bool {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return false;
     };
-    let grouped = !matches!(
-        &select.group_by,
-        datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(list, _) if list.is_empty()
-    );
-    if select.distinct.is_some() || grouped || select.having.is_some() {
+    if select.distinct.is_some() || grouped(select) {
         return false;
     }
     let [item] = select.projection.as_mut_slice() else {
@@ -636,6 +726,220 @@ fn aggregate_catalog_lookup(query: &mut Query) -> bool {
     };
     *expr = wrapped;
     true
+}
+
+/// Rewrite 3 on a scalar subquery `expr`: the `max` wrapping, and what else DataFusion
+/// needs to decorrelate a catalog lookup (see [`outer_conditions_out`] and
+/// [`outer_columns_out`]). Whether anything changed.
+fn decorrelate_catalog_lookup(expr: &mut Expr) -> bool {
+    let Expr::Subquery(query) = expr else {
+        return false;
+    };
+    let guard = outer_conditions_out(query);
+    let value = match outer_columns_out(query) {
+        Some(value) => value,
+        None if aggregate_catalog_lookup(query) || guard.is_some() => Expr::Subquery(query.clone()),
+        None => return false,
+    };
+    let rewritten = match guard {
+        Some(guard) => parse_expr(&format!("CASE WHEN {guard} THEN {value} END")),
+        None => Some(value),
+    };
+    match rewritten {
+        Some(rewritten) => {
+            *expr = rewritten;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Rewrite 3b: the conditions of a catalog subquery that name only outer columns
+/// (SQLAlchemy's column reflection: `WHERE pg_attribute.atthasdef AND pg_attrdef.adrelid
+/// = …`) are taken out of its `WHERE` and returned, to guard it as `CASE WHEN guard THEN
+/// (subquery) END`. DataFusion cannot decorrelate such a condition; outside, it means the
+/// same: when it does not hold, the subquery has no row and gives NULL, as the `CASE`
+/// does.
+fn outer_conditions_out(query: &mut Query) -> Option<Expr> {
+    if !reads_only_catalog(query) {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let inner = relation_names(&select.from)?;
+    let (outer, own): (Vec<Expr>, Vec<Expr>) = conjuncts(select.selection.take()?)
+        .into_iter()
+        .partition(|condition| names_only_outer_columns(condition, &inner));
+    if outer.is_empty() || own.is_empty() {
+        select.selection = and_all(outer.into_iter().chain(own).collect());
+        return None;
+    }
+    select.selection = and_all(own);
+    and_all(outer)
+}
+
+/// Rewrite 3c: a catalog lookup whose one column reads outer columns too —
+/// `(SELECT json_build_object('always', a.attidentity = 'a', 'start', s.seqstart) FROM
+/// pg_sequence s WHERE …)` in SQLAlchemy — which DataFusion cannot decorrelate, becomes
+/// `CASE WHEN (SELECT count(*) FROM … WHERE …) > 0 THEN json_build_object('always',
+/// a.attidentity = 'a', 'start', (SELECT max(s.seqstart) FROM … WHERE …)) END`: each
+/// inner column is looked up on its own, and no row still gives NULL. Like rewrite 3, this
+/// relies on a catalog lookup finding one row or none.
+fn outer_columns_out(query: &Query) -> Option<Expr> {
+    if query.limit_clause.is_some() || query.order_by.is_some() || !reads_only_catalog(query) {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.distinct.is_some() || grouped(select) {
+        return None;
+    }
+    let [SelectItem::UnnamedExpr(column) | SelectItem::ExprWithAlias { expr: column, .. }] =
+        select.projection.as_slice()
+    else {
+        return None;
+    };
+    let inner = relation_names(&select.from)?;
+    let mut reads_outer = false;
+    let qualified = visit_expressions(column, |expr| match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            reads_outer |= !inner.contains(&qualifier(parts));
+            ControlFlow::Continue(())
+        }
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Subquery(_) => {
+            ControlFlow::Break(())
+        }
+        Expr::Function(f) if AGGREGATES.contains(&function_name(&f.name).as_str()) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    if !reads_outer || qualified.is_break() {
+        return None;
+    }
+    let from = select
+        .from
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = select
+        .selection
+        .as_ref()
+        .map(|condition| format!(" WHERE {condition}"))
+        .unwrap_or_default();
+    let mut value = column.clone();
+    let mut failed = false;
+    let _ = visit_expressions_mut(&mut value, |expr| {
+        if let Expr::CompoundIdentifier(parts) = expr {
+            if inner.contains(&qualifier(parts)) {
+                match parse_expr(&format!("(SELECT max({expr}) FROM {from}{filter})")) {
+                    Some(lookup) => *expr = lookup,
+                    None => failed = true,
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if failed {
+        return None;
+    }
+    parse_expr(&format!(
+        "CASE WHEN (SELECT count(*) FROM {from}{filter}) > 0 THEN {value} END"
+    ))
+}
+
+/// `[a, b, c]` as `a AND b AND c` (`None` if empty).
+fn and_all(conditions: Vec<Expr>) -> Option<Expr> {
+    conditions.into_iter().reduce(|left, right| Expr::BinaryOp {
+        left: Box::new(left),
+        op: BinaryOperator::And,
+        right: Box::new(right),
+    })
+}
+
+/// The table part of a qualified column name, lowercased (`pg_catalog.pg_class` of
+/// `pg_catalog.pg_class.oid`).
+fn qualifier(parts: &[Ident]) -> String {
+    parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .map(|part| part.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `a AND b AND c` as `[a, b, c]`.
+fn conjuncts(expr: Expr) -> Vec<Expr> {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut all = conjuncts(*left);
+            all.extend(conjuncts(*right));
+            all
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(*inner)
+        }
+        other => vec![other],
+    }
+}
+
+/// The names a `FROM` list's columns can be qualified with (lowercased): each table's
+/// alias, or its name as written and its last part. `None` for anything but plain tables.
+fn relation_names(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    let factors = from.iter().flat_map(|table| {
+        std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation))
+    });
+    for factor in factors {
+        let TableFactor::Table { name, alias, .. } = factor else {
+            return None;
+        };
+        match alias {
+            Some(alias) => names.push(alias.name.value.to_ascii_lowercase()),
+            None => {
+                let parts = name_parts(name);
+                names.push(parts.join("."));
+                names.extend(parts.last().cloned());
+            }
+        }
+    }
+    Some(names)
+}
+
+/// Whether `condition` names columns, all of them qualified by a table outside `inner`,
+/// and holds no subquery.
+fn names_only_outer_columns(condition: &Expr, inner: &[String]) -> bool {
+    let mut outer_columns = 0;
+    let verdict = visit_expressions(condition, |expr| match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            if inner.contains(&qualifier(parts)) {
+                return ControlFlow::Break(());
+            }
+            outer_columns += 1;
+            ControlFlow::Continue(())
+        }
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::Subquery(_)
+        | Expr::Exists { .. }
+        | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    verdict.is_continue() && outer_columns > 0
 }
 
 /// Whether every table `query` reads is a catalog table (`pg_…`, `pg_catalog.…`,
@@ -707,6 +1011,86 @@ mod tests {
         ] {
             assert_eq!(rewrite(left), None, "{left}");
         }
+    }
+
+    #[test]
+    fn conditions_on_outer_columns_only_move_out_of_catalog_subqueries() {
+        assert_eq!(
+            rewrite(
+                "SELECT CASE WHEN pg_catalog.pg_attribute.atthasdef THEN \
+                 (SELECT pg_get_expr(pg_catalog.pg_attrdef.adbin, 1) FROM pg_catalog.pg_attrdef \
+                 WHERE pg_catalog.pg_attribute.atthasdef \
+                 AND pg_catalog.pg_attrdef.adrelid = pg_catalog.pg_attribute.attrelid) END \
+                 FROM pg_catalog.pg_attribute"
+            )
+            .as_deref(),
+            Some(
+                "SELECT CASE WHEN pg_catalog.pg_attribute.atthasdef THEN \
+                 CASE WHEN pg_catalog.pg_attribute.atthasdef THEN \
+                 (SELECT max(pg_get_expr(pg_catalog.pg_attrdef.adbin, 1)) FROM pg_catalog.pg_attrdef \
+                 WHERE pg_catalog.pg_attrdef.adrelid = pg_catalog.pg_attribute.attrelid) END END \
+                 FROM pg_catalog.pg_attribute"
+            )
+        );
+        for left in [
+            "SELECT (SELECT max(d.x) FROM pg_attrdef d WHERE d.k = a.k AND d.flag) FROM pg_attribute a",
+            "SELECT (SELECT max(d.x) FROM pg_attrdef d WHERE d.k = a.k AND flag) FROM pg_attribute a",
+            "SELECT (SELECT max(d.x) FROM pg_attrdef d WHERE a.flag) FROM pg_attribute a",
+        ] {
+            assert_eq!(rewrite(left), None, "{left}");
+        }
+    }
+
+    #[test]
+    fn outer_columns_in_a_catalog_lookups_select_list_stay_outside() {
+        assert_eq!(
+            rewrite(
+                "SELECT (SELECT json_build_object('always', a.attidentity = 'a', 'start', s.seqstart) \
+                 FROM pg_sequence s WHERE s.seqrelid = a.attrelid) FROM pg_attribute a"
+            )
+            .as_deref(),
+            Some(
+                "SELECT CASE WHEN (SELECT count(*) FROM pg_sequence s WHERE s.seqrelid = a.attrelid) > 0 \
+                 THEN json_build_object('always', a.attidentity = 'a', 'start', \
+                 (SELECT max(s.seqstart) FROM pg_sequence s WHERE s.seqrelid = a.attrelid)) END \
+                 FROM pg_attribute a"
+            )
+        );
+    }
+
+    #[test]
+    fn prefixed_elements_of_an_array_need_no_subquery() {
+        assert_eq!(
+            rewrite(
+                "SELECT array_to_string(c.reloptions || array(select 'toast.' || x \
+                 from pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_class c, pg_class tc"
+            )
+            .as_deref(),
+            Some(
+                "SELECT array_to_string(c.reloptions || rankql_prefix_elements('toast.', \
+                 tc.reloptions), ', ') FROM pg_class c, pg_class tc"
+            )
+        );
+    }
+
+    #[test]
+    fn exists_in_a_select_list_is_a_count() {
+        assert_eq!(
+            rewrite(
+                "SELECT (NOT i.indimmediate) AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
+                 WHERE conindid = i.indexrelid) AS d FROM pg_catalog.pg_index i"
+            )
+            .as_deref(),
+            Some(
+                "SELECT (NOT i.indimmediate) AND (coalesce((SELECT count(*) FROM \
+                 pg_catalog.pg_constraint WHERE conindid = i.indexrelid), 0) > 0) AS d \
+                 FROM pg_catalog.pg_index i"
+            )
+        );
+        assert_eq!(
+            rewrite("SELECT x FROM t WHERE EXISTS (SELECT 1 FROM pg_class)"),
+            None
+        );
     }
 
     #[test]

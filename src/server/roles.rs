@@ -148,6 +148,10 @@ pub struct RoleOptions {
     pub password: Option<Option<String>>,
 }
 
+/// The superuser that `pg_roles` lists while no user exists and loopback clients are
+/// trusted as superusers; also the user name of a client that names none.
+pub const TRUSTED_SUPERUSER: &str = "rankql";
+
 /// A role as `pg_roles` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoleInfo {

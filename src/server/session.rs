@@ -168,7 +168,7 @@ fn session_role(client: &(impl ClientInfo + ?Sized), roles: &RoleCatalog) -> Ses
         .metadata()
         .get("user")
         .cloned()
-        .unwrap_or_else(|| "rankql".to_string());
+        .unwrap_or_else(|| super::roles::TRUSTED_SUPERUSER.to_string());
     let trusted = client
         .session_extensions()
         .get::<LoggedIn>()

@@ -42,8 +42,10 @@ print(top)
     assert!(stdout.contains("running"), "{stdout}");
 }
 
-/// pandas through SQLAlchemy's PostgreSQL dialect (psycopg): `read_sql` of a query, and
-/// `to_sql` of a DataFrame into a new table, read back with its NULLs.
+/// pandas through SQLAlchemy's PostgreSQL dialect (psycopg): `read_sql` of a query;
+/// `to_sql` of a DataFrame into a new table, read back with its NULLs, then appended to
+/// and replaced (which reflects the table's columns first); SQLAlchemy's column
+/// reflection of a demo table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pandas_read_sql_and_to_sql_through_sqlalchemy() {
     if !crate::common::runs("python3", &["-c", "import psycopg, sqlalchemy, pandas"]) {
@@ -65,13 +67,20 @@ frame = pd.DataFrame({{"a": [1, 2, 3], "b": ["x", "y", None], "c": [1.5, None, 2
 frame.to_sql("from_pandas", engine, index=False)
 back = pd.read_sql("SELECT * FROM from_pandas ORDER BY a", engine)
 print(back["a"].tolist(), back["b"].isna().tolist(), back["c"].isna().tolist())
+frame.to_sql("from_pandas", engine, index=False, if_exists="append")
+print(pd.read_sql("SELECT count(*) AS n FROM from_pandas", engine)["n"].tolist())
+pd.DataFrame({{"x": [10, 20]}}).to_sql("from_pandas", engine, index=False, if_exists="replace")
+print(pd.read_sql("SELECT * FROM from_pandas ORDER BY x", engine)["x"].tolist())
+columns = sa.inspect(engine).get_columns("products")
+print([(c["name"], str(c["type"]), c["nullable"]) for c in columns][:2])
 "#,
         port = server.port
     );
     let stdout = crate::common::run_python(script).await;
     assert_eq!(
         stdout.trim(),
-        "[1, 2, 3] [False, False, True] [False, True, False]"
+        "[1, 2, 3] [False, False, True] [False, True, False]\n[6]\n[10, 20]\n\
+         [('product_id', 'BIGINT', False), ('title', 'TEXT', False)]"
     );
 }
 

@@ -63,6 +63,15 @@ async fn psql_queries_and_describes() {
     assert!(ok, "{err}");
     assert!(out.contains("title") && out.contains("price"), "{out}");
 
+    let (ok, out, err) = psql(server.port, &["-c", "\\d+ products"]).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("Storage") && out.contains("extended"), "{out}");
+
+    // No user exists: the trusted superuser is listed, as PostgreSQL lists its own.
+    let (ok, out, err) = psql(server.port, &["-c", "\\du"]).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("rankql") && out.contains("Superuser"), "{out}");
+
     let (ok, out, err) = psql(
         server.port,
         &[
@@ -115,6 +124,11 @@ async fn psql_describes_a_tables_vector_index() {
     let (ok, out, err) = psql(server.port, &["-c", "\\di"]).await.unwrap();
     assert!(
         ok && out.contains("items_v_idx") && out.contains("index"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = psql(server.port, &["-c", "\\d items_v_idx"]).await.unwrap();
+    assert!(
+        ok && out.contains("hnsw, for table \"public.items\""),
         "{out}{err}"
     );
 }
