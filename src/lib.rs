@@ -8,7 +8,8 @@
 //! Postgres error codes; [`pg_compat`] adds catalog functions BI tools call;
 //! [`pg_catalog_tables`] adds rankql's own tables beside `pg_catalog`'s; [`pg_roles`]
 //! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] shows vector indexes
-//! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_columns`] gives catalog columns the
+//! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_column_types`] names vector and
+//! array columns' types in `pg_attribute`; [`pg_columns`] gives catalog columns the
 //! types clients expect; [`pg_types`] resolves type names
 //! (`to_regtype`); [`value_limits`] caps the values string functions make; [`storage`]
 //! keeps tables durable as Delta tables in the data directory, with their HNSW indexes;
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod demo;
 pub mod engine;
 pub mod pg_catalog_tables;
+pub mod pg_column_types;
 pub mod pg_columns;
 pub mod pg_compat;
 pub mod pg_indexes;

@@ -67,6 +67,25 @@ async fn psql_queries_and_describes() {
     assert!(ok, "{err}");
     assert!(out.contains("Storage") && out.contains("extended"), "{out}");
 
+    // A vector column is pgvector's `vector(d)`, a list of floats an array, as on the wire.
+    let (ok, out, err) = psql(
+        server.port,
+        &[
+            "-c",
+            "CREATE TABLE described AS SELECT embed(title) AS v, make_array(1.0, 2.0) AS f \
+             FROM products LIMIT 2",
+            "-c",
+            "\\d described",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("vector(384)") && out.contains("double precision[]"),
+        "{out}"
+    );
+
     // No user exists: the trusted superuser is listed, as PostgreSQL lists its own.
     let (ok, out, err) = psql(server.port, &["-c", "\\du"]).await.unwrap();
     assert!(ok, "{err}");
