@@ -174,6 +174,7 @@ impl Engine {
         }
         let models = Arc::new(ModelRegistry::new(models));
         register_functions(&context, models.clone());
+        crate::pg_functions::register(&context)?;
         install_vector_operators(&context)?;
         context.register_udtf("nearest", Arc::new(Nearest::new(&context)));
         install_delta_reader(&context);

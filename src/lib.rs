@@ -9,7 +9,8 @@
 //! [`pg_catalog_tables`] adds rankql's own tables beside `pg_catalog`'s; [`pg_roles`]
 //! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] shows vector indexes
 //! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_column_types`] names vector and
-//! array columns' types in `pg_attribute`; [`pg_columns`] gives catalog columns the
+//! array columns' types in `pg_attribute`; [`pg_functions`] lists rankql's functions in
+//! `pg_proc`; [`pg_columns`] gives catalog columns the
 //! types clients expect; [`pg_types`] resolves type names
 //! (`to_regtype`); [`value_limits`] caps the values string functions make; [`storage`]
 //! keeps tables durable as Delta tables in the data directory, with their HNSW indexes;
@@ -24,6 +25,7 @@ pub mod pg_catalog_tables;
 pub mod pg_column_types;
 pub mod pg_columns;
 pub mod pg_compat;
+pub mod pg_functions;
 pub mod pg_indexes;
 pub mod pg_roles;
 pub mod pg_types;

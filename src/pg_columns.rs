@@ -5,8 +5,9 @@
 //! (`attnum = ANY(conkey)`), pgjdbc (`conkey[pos.n]`), psqlODBC (`array_lower(conkey, 1)`),
 //! psql (`c.relacl`, `c.reloptions`) and DataGrip (`n.xmin`) fail to plan. Here:
 //!
-//! - those text columns become arrays of integers (`int2[]`, `oid[]`), parsed from the
-//!   text; PostgreSQL's `int2vector` subscripts start at 0 and DataFusion's at 1 — only
+//! - those text columns become arrays of integers (`int2[]`, `oid[]`) parsed from the
+//!   text, and the access privilege columns (`proacl`, `nspacl`, `datacl`, `typacl`,
+//!   `attacl`) arrays of text; PostgreSQL's `int2vector` subscripts start at 0 and DataFusion's at 1 — only
 //!   `indkey[i]` sees the difference;
 //! - `pg_class` gets `relacl` and `reloptions` (NULL: default privileges, no options),
 //!   `pg_namespace` and `pg_tablespace` get `xmin` (the row version tools use to notice
@@ -101,6 +102,16 @@ pub fn register(context: &SessionContext) -> Result<()> {
         "pg_attribute",
         arrays(vec![("attacl", DataType::Utf8)]),
     )?;
+    // Access privileges, which psql's `\df+`, `\dn+` and `\l+` print with
+    // `array_to_string`.
+    for (table, column) in [
+        ("pg_proc", "proacl"),
+        ("pg_namespace", "nspacl"),
+        ("pg_database", "datacl"),
+        ("pg_type", "typacl"),
+    ] {
+        rewrite_catalog_table(context, table, arrays(vec![(column, DataType::Utf8)]))?;
+    }
     let text_list = DataType::new_list(DataType::Utf8, true);
     rewrite_catalog_table(
         context,

@@ -5,10 +5,12 @@
 //! `pg_type_is_visible`, `pg_function_is_visible`, `pg_collation_is_visible`, `json_build_object`,
 //! `pg_get_serial_sequence`, `txid_current`, `pg_is_wal_replay_paused`, the comment
 //! functions `obj_description`, `col_description` and `shobj_description` (rankql has no
-//! `COMMENT`, so NULL), `pg_get_function_result` and `pg_get_function_arguments`
+//! `COMMENT`, so NULL), `pg_get_function_result`, `pg_get_function_arguments` and
+//! `pg_get_function_sqlbody`
 //! (NULL: rankql has no SQL-defined functions to describe), `pg_tablespace_location` (NULL:
-//! the default tablespaces have no location), `pg_size_pretty`, `rankql_prefix_elements`
-//! (psql's `\d+`);
+//! the default tablespaces have no location), `pg_table_size`, `pg_indexes_size` and
+//! `pg_database_size` (NULL: not reported yet), `pg_size_pretty`,
+//! `rankql_prefix_elements` (psql's `\d+`);
 //! and the version rankql identifies as.
 //!
 //! Why: Grafana asks `current_setting('server_version_num')` before anything else, and
@@ -94,6 +96,23 @@ pub fn register(context: &SessionContext) {
             ScalarValue::Utf8(None),
         ),
         constant("txid_current", vec![], ScalarValue::Int64(Some(1))),
+        // Sizes rankql does not report yet: NULL (unknown), never a made-up number, so
+        // psql's `\dt+`, `\di+` and `\l+` list their rows with an empty size.
+        constant(
+            "pg_table_size",
+            vec![DataType::Int32],
+            ScalarValue::Int64(None),
+        ),
+        constant(
+            "pg_indexes_size",
+            vec![DataType::Int32],
+            ScalarValue::Int64(None),
+        ),
+        constant(
+            "pg_database_size",
+            vec![DataType::Utf8],
+            ScalarValue::Int64(None),
+        ),
         constant(
             "pg_is_wal_replay_paused",
             vec![],
@@ -105,6 +124,7 @@ pub fn register(context: &SessionContext) {
         no_text("shobj_description", &[2]),
         no_text("pg_get_function_result", &[1]),
         no_text("pg_get_function_arguments", &[1]),
+        no_text("pg_get_function_sqlbody", &[1]),
         no_text("pg_tablespace_location", &[1]),
         constant("age", vec![DataType::Int64], ScalarValue::Int32(Some(0))),
         ScalarUDF::new_from_impl(Format {

@@ -86,6 +86,26 @@ async fn psql_queries_and_describes() {
         "{out}"
     );
 
+    // rankql's functions are listed with their arguments, and `+` forms run.
+    let (ok, out, err) = psql(server.port, &["-c", "\\df", "-c", "\\df+ embed"])
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("cosine")
+            && out.contains("[model,] text")
+            && out.contains("Sentence embedding"),
+        "{out}"
+    );
+    for command in ["\\dt+", "\\dn+", "\\l+"] {
+        let (ok, out, err) = psql(server.port, &["-c", command]).await.unwrap();
+        assert!(ok, "{command}: {err}");
+        assert!(
+            out.contains("public") || out.contains("rankql"),
+            "{command}: {out}"
+        );
+    }
+
     // No user exists: the trusted superuser is listed, as PostgreSQL lists its own.
     let (ok, out, err) = psql(server.port, &["-c", "\\du"]).await.unwrap();
     assert!(ok, "{err}");
