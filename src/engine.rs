@@ -168,6 +168,7 @@ impl Engine {
         crate::pg_indexes::register_index_catalog(&context, storage.clone())?;
         crate::pg_columns::register(&context)?;
         crate::pg_column_types::register(&context)?;
+        crate::information_schema_columns::register(&context).await?;
         let mut models = options.models;
         if let (Some(dir), None) = (&options.data_dir, &models.cache_file) {
             models.cache_file = Some(dir.join("embed-cache.bin"));

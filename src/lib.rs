@@ -10,7 +10,8 @@
 //! shows rankql's users in `pg_roles` and `pg_user`; [`pg_indexes`] shows vector indexes
 //! in `pg_indexes`, `pg_class` and `pg_index`; [`pg_column_types`] names vector and
 //! array columns' types in `pg_attribute`; [`pg_functions`] lists rankql's functions in
-//! `pg_proc`; [`pg_columns`] gives catalog columns the
+//! `pg_proc`; [`information_schema_columns`] is PostgreSQL's `information_schema.columns`;
+//! [`pg_columns`] gives catalog columns the
 //! types clients expect; [`pg_types`] resolves type names
 //! (`to_regtype`); [`value_limits`] caps the values string functions make; [`storage`]
 //! keeps tables durable as Delta tables in the data directory, with their HNSW indexes;
@@ -21,6 +22,7 @@
 pub mod cluster;
 pub mod demo;
 pub mod engine;
+pub mod information_schema_columns;
 pub mod pg_catalog_tables;
 pub mod pg_column_types;
 pub mod pg_columns;

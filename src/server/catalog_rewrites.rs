@@ -35,11 +35,14 @@
 //!    `_pg_expandarray(a)` in a `SELECT` list yields its `(x, n)` rows, and a field of a
 //!    composite, `(keys).x`, is read with `get_field`.
 //!    A text array in `coalesce` (`coalesce(names, '{}')`, psycopg) becomes an array.
+//!    `format('%I.%I', schema, table)::regclass` (Metabase) becomes a lookup of the oid;
 //!    `EXISTS (catalog subquery)` in a `SELECT` list becomes a count (psql's `\d index`),
 //!    and `ARRAY(SELECT 'p' || x FROM unnest(a) x)` a function call (psql's `\d+`).
 //! 7. `information_schema.table_constraints`, `referential_constraints`,
-//!    `key_column_usage` and `character_sets`, which DataFusion's `information_schema` lacks, are read from
-//!    rankql's copies in `pg_catalog` (`information_schema_…`, see [`crate::pg_columns`]).
+//!    `key_column_usage` and `character_sets`, which DataFusion's `information_schema`
+//!    lacks, and `columns`, which it has in a shape clients cannot use, are read from
+//!    rankql's copies in `pg_catalog` (`information_schema_…`, see [`crate::pg_columns`]
+//!    and [`crate::information_schema_columns`]).
 //!
 //! The caller skips all of this for the statements datafusion-postgres replaces by token
 //! match (psql's `\d` publications and policies), which it would otherwise break.
@@ -83,6 +86,7 @@ pub fn constructs(statement: &mut Statement) -> bool {
     let _ = visit_expressions_mut(statement, |expr| {
         let rewritten = generate_subscripts(expr)
             .or_else(|| array_of_subquery(expr))
+            .or_else(|| regclass_of_qualified_name(expr))
             .or_else(|| implicit_conversion(expr));
         if let Some(rewritten) = rewritten {
             *expr = rewritten;
@@ -240,6 +244,47 @@ fn composite_field(expr: &Expr) -> Option<Expr> {
 }
 
 /// Rewrite 5.
+/// `CAST(format('%I.%I', schema, table) AS regclass)` (Metabase's field sync, for
+/// `col_description`) as a lookup of the table's oid by its two names. datafusion-postgres
+/// resolves `::regclass` of a literal only; this one is built from columns.
+fn regclass_of_qualified_name(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: operand,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let type_name = data_type.to_string().to_ascii_lowercase();
+    if type_name.strip_prefix("pg_catalog.").unwrap_or(&type_name) != "regclass" {
+        return None;
+    }
+    let Expr::Function(format) = operand.as_ref() else {
+        return None;
+    };
+    if function_name(&format.name) != "format" {
+        return None;
+    }
+    let FunctionArguments::List(list) = &format.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(template)), FunctionArg::Unnamed(FunctionArgExpr::Expr(schema)), FunctionArg::Unnamed(FunctionArgExpr::Expr(table))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    if !matches!(template, Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(t) if t == "%I.%I"))
+    {
+        return None;
+    }
+    parse_expr(&format!(
+        "(SELECT max(rankql_class.oid) FROM pg_catalog.pg_class rankql_class \
+         JOIN pg_catalog.pg_namespace rankql_schema ON rankql_class.relnamespace = rankql_schema.oid \
+         WHERE rankql_schema.nspname = {schema} AND rankql_class.relname = {table})"
+    ))
+}
+
 fn implicit_conversion(expr: &Expr) -> Option<Expr> {
     if let Some(rows) = expandarray_field(expr) {
         return Some(rows);
@@ -483,8 +528,10 @@ fn grouped(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
     !ungrouped || select.having.is_some()
 }
 
-/// `information_schema` views DataFusion lacks.
-const MISSING_INFORMATION_SCHEMA: [&str; 4] = [
+/// `information_schema` views DataFusion lacks, or has in a shape clients cannot use
+/// (`columns`: Arrow type names, positions from 0, no `udt_name`).
+const MISSING_INFORMATION_SCHEMA: [&str; 5] = [
+    "columns",
     "table_constraints",
     "referential_constraints",
     "key_column_usage",
@@ -944,7 +991,7 @@ fn names_only_outer_columns(condition: &Expr, inner: &[String]) -> bool {
 
 /// Whether every table `query` reads is a catalog table (`pg_…`, `pg_catalog.…`,
 /// `information_schema.…`).
-fn reads_only_catalog(query: &Query) -> bool {
+pub fn reads_only_catalog(query: &Query) -> bool {
     let mut catalog_only = true;
     let mut any = false;
     let _ = visit_relations(query, |name| {
@@ -1090,6 +1137,20 @@ mod tests {
         assert_eq!(
             rewrite("SELECT x FROM t WHERE EXISTS (SELECT 1 FROM pg_class)"),
             None
+        );
+    }
+
+    #[test]
+    fn a_regclass_of_a_formatted_name_is_a_lookup() {
+        assert_eq!(
+            rewrite("SELECT col_description(CAST(CAST(format('%I.%I', c.s, c.t) AS REGCLASS) AS OID), 1) FROM information_schema.columns c")
+                .as_deref(),
+            Some(
+                "SELECT col_description(CAST((SELECT max(rankql_class.oid) FROM pg_catalog.pg_class rankql_class \
+                 JOIN pg_catalog.pg_namespace rankql_schema ON rankql_class.relnamespace = rankql_schema.oid \
+                 WHERE rankql_schema.nspname = c.s AND rankql_class.relname = c.t) AS OID), 1) \
+                 FROM pg_catalog.information_schema_columns c"
+            )
         );
     }
 

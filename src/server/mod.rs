@@ -83,6 +83,9 @@ pub const THREAD_STACK_BYTES: usize = 32 << 20;
 /// unauthenticated sockets cannot hold the connection slots.
 pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stopping server waits for its connections to close.
+pub const CLOSING_TIME: Duration = Duration::from_secs(5);
+
 /// The multi-threaded runtime the server (and the CLI) runs on.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -141,7 +144,7 @@ struct Shared {
 }
 
 /// Serves Postgres clients on `listener` until `shutdown` completes, then closes the
-/// connections. Each connection runs on its own thread with its own session: a client
+/// connections and returns once they are closed (at most [`CLOSING_TIME`] later). Each connection runs on its own thread with its own session: a client
 /// that misbehaves or disconnects ends only its own thread.
 pub async fn serve(
     listener: TcpListener,
@@ -158,13 +161,20 @@ pub async fn serve(
         cancels: Arc::new(CancelRegistry::default()),
         options,
     });
-    // Connections end when this function returns: their threads wait on this channel.
-    let (_serving, server_stopped) = watch::channel(());
+    // Dropping `serving` ends every connection: their threads wait on this channel.
+    let (serving, server_stopped) = watch::channel(());
     let runtime = Handle::current();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                drop(serving);
+                // Connections poll timers of this runtime: wait for them to close before
+                // it stops.
+                let all = u32::try_from(shared.options.max_connections).unwrap_or(u32::MAX);
+                let _ = tokio::time::timeout(CLOSING_TIME, slots.acquire_many(all)).await;
+                return Ok(());
+            }
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let shared = shared.clone();

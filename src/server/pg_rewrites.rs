@@ -23,6 +23,12 @@
 //!    would look the name up in `pg_proc`, find nothing and fail.
 //! 3. The constructs of [`catalog_rewrites`]: `generate_subscripts`, `ARRAY(subquery)`,
 //!    catalog lookups in scalar subqueries, repeated unnamed `NULL`s.
+//! 4. A scalar subquery that is a whole `SELECT` item and reads a user table
+//!    (`SELECT u.id, (SELECT count(*) FROM events e WHERE e.user_id = u.id) FROM users u`)
+//!    is put in a second pair of parentheses. datafusion-postgres' parser replaces every
+//!    such subquery that is correlated by NULL — a silent wrong answer — and gives the
+//!    others `LIMIT 1`, hiding PostgreSQL's "more than one row" error; it looks at bare
+//!    subqueries only. Catalog subqueries are left to it.
 
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
@@ -46,7 +52,9 @@ pub fn rewrite(sql: &str) -> Option<String> {
             .iter()
             .any(|column| contains_ignoring_case(sql, column.as_bytes()));
     let constructs = catalog_rewrites::may_apply(sql);
-    if !literals && !regproc && !constructs {
+    let subqueries =
+        contains_ignoring_case(sql, b"(select") || contains_ignoring_case(sql, b"( select");
+    if !literals && !regproc && !constructs && !subqueries {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -62,6 +70,11 @@ pub fn rewrite(sql: &str) -> Option<String> {
         if regproc {
             changed |= regproc_names(statement);
         }
+        if subqueries {
+            let mut kept = KeptSubqueries::default();
+            let _ = statement.visit(&mut kept);
+            changed |= kept.changed;
+        }
         if constructs && !replaced {
             changed |= catalog_rewrites::constructs(statement);
             changed |= catalog_rewrites::set_returning_in_select_lists(statement);
@@ -72,6 +85,35 @@ pub fn rewrite(sql: &str) -> Option<String> {
     }
     let texts: Vec<String> = statements.iter().map(Statement::to_string).collect();
     changed.then(|| texts.join(";\n"))
+}
+
+/// Rewrite 4 on every `SELECT` list of a statement.
+#[derive(Default)]
+struct KeptSubqueries {
+    changed: bool,
+}
+
+impl VisitorMut for KeptSubqueries {
+    type Break = ();
+
+    fn pre_visit_query(
+        &mut self,
+        query: &mut datafusion::sql::sqlparser::ast::Query,
+    ) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
+                else {
+                    continue;
+                };
+                if matches!(&*expr, Expr::Subquery(q) if !catalog_rewrites::reads_only_catalog(q)) {
+                    *expr = Expr::Nested(Box::new(expr.clone()));
+                    self.changed = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// datafusion-postgres' parser replaces some catalog queries it knows (psql's `\\d`
@@ -329,6 +371,19 @@ fn as_int4(expr: Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subqueries_over_user_tables_keep_their_parentheses() {
+        assert_eq!(
+            rewrite("SELECT u.id, (SELECT count(*) FROM events e WHERE e.user_id = u.id) AS n FROM users u")
+                .as_deref(),
+            Some("SELECT u.id, ((SELECT count(*) FROM events e WHERE e.user_id = u.id)) AS n FROM users u")
+        );
+        assert_eq!(
+            rewrite("SELECT x FROM t WHERE y IN (SELECT y FROM u)"),
+            None
+        );
+    }
 
     #[test]
     fn top_level_literals_become_int4() {

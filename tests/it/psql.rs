@@ -189,4 +189,15 @@ async fn bi_tool_introspection_query() {
         out.contains("products|title|text") || out.contains("products|title|character varying"),
         "{out}"
     );
+    // Metabase's and Grafana's column listing: PostgreSQL's types and positions from 1.
+    let sql = "SELECT ordinal_position, column_name, data_type, udt_name, is_nullable \
+               FROM information_schema.columns \
+               WHERE table_schema = 'public' AND table_name = 'products' ORDER BY 1 LIMIT 2";
+    let (ok, out, err) = psql(server.port, &["-A", "-t", "-c", sql]).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "1|product_id|bigint|int8|NO\n2|title|text|text|NO",
+        "{out}"
+    );
 }

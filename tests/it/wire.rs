@@ -64,6 +64,57 @@ async fn simple_and_extended_protocol() {
     assert_eq!(total, expected);
 }
 
+/// A correlated scalar subquery in a `SELECT` list gives its values, over both protocols
+/// (datafusion-postgres' parser used to answer NULL), and one of several rows is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalar_subqueries_in_select_lists_are_computed() {
+    let server = start_server().await;
+    let client = connect(server.port).await;
+    let sql = "SELECT u.user_id, (SELECT count(*) FROM events e WHERE e.user_id = u.user_id) AS n \
+               FROM users u ORDER BY u.user_id LIMIT 3";
+    let joined = "SELECT u.user_id, count(e.user_id) AS n FROM users u \
+                  LEFT JOIN events e ON e.user_id = u.user_id \
+                  GROUP BY u.user_id ORDER BY u.user_id LIMIT 3";
+    let expected: Vec<(i64, i64)> = client
+        .query(joined, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(expected.iter().any(|(_, n)| *n > 0), "{expected:?}");
+    let prepared: Vec<(i64, i64)> = client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(prepared, expected);
+    let simple = client.simple_query(sql).await.unwrap();
+    assert_eq!(first_value(&simple), expected[0].0.to_string());
+    let counts: Vec<String> = simple
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    let expected_counts: Vec<String> = expected.iter().map(|(_, n)| n.to_string()).collect();
+    assert_eq!(counts, expected_counts);
+    let error = client
+        .simple_query("SELECT (SELECT user_id FROM users) AS x")
+        .await
+        .unwrap_err();
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("more than one row")),
+        "{message:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embed_and_vectors_over_the_wire() {
     let server = start_server().await;
