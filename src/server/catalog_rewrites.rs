@@ -783,21 +783,32 @@ fn decorrelate_catalog_lookup(expr: &mut Expr) -> bool {
         return false;
     };
     let guard = outer_conditions_out(query);
-    let value = match outer_columns_out(query) {
-        Some(value) => value,
-        None if aggregate_catalog_lookup(query) || guard.is_some() => Expr::Subquery(query.clone()),
-        None => return false,
+    let value = match (outer_columns_out(query), &guard) {
+        (Some(value), _) => value,
+        (None, None) => return aggregate_catalog_lookup(query),
+        (None, Some(_)) => {
+            aggregate_catalog_lookup(query);
+            Expr::Subquery(query.clone())
+        }
     };
-    let rewritten = match guard {
+    let rewritten = match &guard {
         Some(guard) => parse_expr(&format!("CASE WHEN {guard} THEN {value} END")),
         None => Some(value),
     };
-    match rewritten {
-        Some(rewritten) => {
+    match (rewritten, guard, expr) {
+        (Some(rewritten), _, expr) => {
             *expr = rewritten;
             true
         }
-        None => false,
+        // The guard's conditions go back where they were: the subquery must not lose them.
+        (None, Some(guard), Expr::Subquery(query)) => {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                select.selection =
+                    and_all(select.selection.take().into_iter().chain([guard]).collect());
+            }
+            false
+        }
+        (None, _, _) => false,
     }
 }
 
@@ -806,7 +817,7 @@ fn decorrelate_catalog_lookup(expr: &mut Expr) -> bool {
 /// = …`) are taken out of its `WHERE` and returned, to guard it as `CASE WHEN guard THEN
 /// (subquery) END`. DataFusion cannot decorrelate such a condition; outside, it means the
 /// same: when it does not hold, the subquery has no row and gives NULL, as the `CASE`
-/// does.
+/// does. The subquery is left as it is unless it has both kinds of condition.
 fn outer_conditions_out(query: &mut Query) -> Option<Expr> {
     if !reads_only_catalog(query) {
         return None;
@@ -815,13 +826,12 @@ fn outer_conditions_out(query: &mut Query) -> Option<Expr> {
         return None;
     };
     let inner = relation_names(&select.from)?;
-    let (outer, own): (Vec<Expr>, Vec<Expr>) = conjuncts(select.selection.take()?)
-        .into_iter()
-        .partition(|condition| names_only_outer_columns(condition, &inner));
-    if outer.is_empty() || own.is_empty() {
-        select.selection = and_all(outer.into_iter().chain(own).collect());
+    let conditions = conjuncts(select.selection.clone()?);
+    let outer_only = |condition: &Expr| names_only_outer_columns(condition, &inner);
+    if conditions.iter().all(outer_only) || !conditions.iter().any(outer_only) {
         return None;
     }
+    let (outer, own): (Vec<Expr>, Vec<Expr>) = conditions.into_iter().partition(outer_only);
     select.selection = and_all(own);
     and_all(outer)
 }
